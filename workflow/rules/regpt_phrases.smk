@@ -1,0 +1,119 @@
+# ReGPT phrase table: corpus -> phrase tokenizer -> phrases.npy -> embeddings -> negatives.
+
+
+rule regpt_preprocess:
+    """Sentence chunks of at most max_words words, length-sorted Arrow dataset per split."""
+    input:
+        code("regpt/preprocess.py"),
+        corpus=lm_split,
+    output:
+        directory("results/regpt/data/{split}"),
+    params:
+        fmt=lm_format(),
+        text_field=LM["files"]["text_field"],
+        max_words=RG["preprocess"]["max_words"],
+        flags=(
+            ("" if RG["preprocess"]["wikitext_fix"] else " --no-wikitext-fix")
+            + (" --drop-bracketed" if RG["preprocess"]["drop_bracketed"] else "")
+        ),
+    log:
+        "results/logs/regpt/preprocess_{split}.log",
+    wildcard_constraints:
+        split="train|dev|test",
+    shell:
+        "{PY} -m relift.regpt.preprocess --input {input.corpus:q} --format {params.fmt:q}"
+        " --text-field {params.text_field:q} --max-words {params.max_words}{params.flags}"
+        " --output {output:q} > {log:q} 2>&1"
+
+
+rule regpt_tokenizer:
+    """Retrain a Llama-family tokenizer into a phrase tokenizer (BPE across words)."""
+    input:
+        code("regpt/tokenizer.py"),
+        train="results/regpt/data/train",
+    output:
+        directory("results/regpt/tokenizer"),
+    params:
+        base=RG["tokenizer"]["base"],
+        vocab_size=RG["tokenizer"]["vocab_size"],
+        pre_tokenizer=RG["tokenizer"]["pre_tokenizer"],
+    threads: config["threads"]
+    log:
+        "results/logs/regpt/tokenizer.log",
+    benchmark:
+        "results/benchmarks/regpt/tokenizer.tsv"
+    shell:
+        "RAYON_NUM_THREADS={threads} {PY} -m relift.regpt.tokenizer --train {input.train:q}"
+        " --base {params.base:q} --vocab-size {params.vocab_size}"
+        " --pre-tokenizer {params.pre_tokenizer:q} --output {output:q} > {log:q} 2>&1"
+
+
+rule regpt_phrases:
+    """phrases.npy: entry i is the text of phrase id i."""
+    input:
+        code("regpt/phrases.py"),
+        tokenizer="results/regpt/tokenizer",
+    output:
+        "results/regpt/phrases.npy",
+    log:
+        "results/logs/regpt/phrases.log",
+    shell:
+        "{PY} -m relift.regpt.phrases --tokenizer {input.tokenizer:q} --output {output:q}"
+        " > {log:q} 2>&1"
+
+
+rule regpt_embeddings:
+    """Raw and L2-normalised phrase embeddings from a mean-pooled encoder."""
+    input:
+        code("regpt/embed.py", "encoders.py"),
+        phrases="results/regpt/phrases.npy",
+    output:
+        raw="results/regpt/phrases_embeddings.npy",
+        normalized="results/regpt/phrases_embeddings_normalized.npy",
+    params:
+        encoder=RG["embeddings"]["encoder"],
+        batch_size=RG["embeddings"]["batch_size"],
+        max_length=RG["embeddings"]["max_length"],
+        dtype=RG["embeddings"]["dtype"],
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        gpu=RG["embeddings"]["gpus"],
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    log:
+        "results/logs/regpt/embeddings.log",
+    benchmark:
+        "results/benchmarks/regpt/embeddings.tsv"
+    shell:
+        "{PY} -m relift.regpt.embed --phrases {input.phrases:q} --encoder {params.encoder:q}"
+        " --batch-size {params.batch_size} --max-length {params.max_length}"
+        " --dtype {params.dtype} --device {params.device:q} --threads {threads}"
+        " --output {output.raw:q} --output-normalized {output.normalized:q} > {log:q} 2>&1"
+
+
+rule regpt_negatives:
+    """Hard-negative pool: exact top-depth cosine neighbours of every phrase (itself included)."""
+    input:
+        code("regpt/negatives.py"),
+        embeddings="results/regpt/phrases_embeddings_normalized.npy",
+        phrases="results/regpt/phrases.npy",
+    output:
+        tsv="results/regpt/negatives.tsv",
+        ids="results/regpt/negatives_ids.npy",
+        scores="results/regpt/negatives_scores.npy",
+    params:
+        depth=RG["negatives"]["depth"],
+        backend=RG["negatives"]["backend"],
+    threads: config["threads"]
+    resources:
+        gpu=RG["negatives"]["gpus"],
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    log:
+        "results/logs/regpt/negatives.log",
+    benchmark:
+        "results/benchmarks/regpt/negatives.tsv"
+    shell:
+        "{PY} -m relift.regpt.negatives --embeddings {input.embeddings:q}"
+        " --phrases {input.phrases:q} --depth {params.depth} --backend {params.backend}"
+        " --threads {threads} --output {output.tsv:q} --output-ids {output.ids:q}"
+        " --output-scores {output.scores:q} > {log:q} 2>&1"
