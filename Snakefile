@@ -3,15 +3,23 @@
 #   snakemake --profile profiles/local                  # the embedded default (config.yaml)
 #   snakemake --profile profiles/local --configfile config/paper-regpt.yaml
 #   snakemake --profile profiles/slurm                  # on a SLURM cluster
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# the embedded default, found next to this file whatever the working directory; overlays given
+# with --configfile are merged on top of it
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+
+
+envvars:
+    "PATH",
 
 
 include: "workflow/rules/common.smk"
@@ -20,6 +28,6 @@ include: "workflow/rules/regpt_phrases.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

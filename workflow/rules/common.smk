@@ -1,11 +1,17 @@
 # Helpers shared by all rules: paths, the Python interpreter, input functions.
-import shlex
+import os
 import sys
 from pathlib import Path
 
-# the interpreter that runs snakemake runs the relift modules (the project's virtualenv)
-PY = shlex.quote(sys.executable)
 SRC = Path(workflow.basedir) / "src" / "relift"
+
+# Jobs run `python -m relift.<step>` with this checkout's src/ on PYTHONPATH. `python` is the
+# interpreter running Snakemake (the project's virtualenv) unless --use-conda activates the
+# rule's environment from envs/, whose bin/ then comes first on PATH.
+os.environ.update(PYTHONPATH=str(SRC.parent))
+os.environ["PATH"] = os.pathsep.join(
+    (str(Path(sys.executable).parent), os.environ["PATH"])
+)
 SPLITS = ["train", "dev", "test"]
 LM = config["data"]["lm"]
 TM = config["data"]["translation_memory"]

@@ -7,14 +7,16 @@ rule sotu_corpus:
         code("data/sotu.py"),
     output:
         expand("results/data/lm/{split}.jsonl", split=SPLITS),
+    log:
+        "results/logs/data/sotu_corpus.log",
+    conda:
+        "../../envs/relift.yaml"
     params:
         dev=LM["sotu"]["dev_speeches"],
         test=LM["sotu"]["test_speeches"],
         train=LM["sotu"]["train_speeches"],
-    log:
-        "results/logs/data/sotu_corpus.log",
     shell:
-        "{PY} -m relift.data.sotu --out-dir results/data/lm --dev-speeches {params.dev}"
+        "python -m relift.data.sotu --out-dir results/data/lm --dev-speeches {params.dev}"
         " --test-speeches {params.test} --train-speeches {params.train} > {log:q} 2>&1"
 
 
@@ -24,12 +26,14 @@ rule tm_wheels:
         code("data/translation_memory.py"),
     output:
         directory("results/data/tm/wheels"),
-    params:
-        pins=TM["pins"],
     log:
         "results/logs/data/tm_wheels.log",
+    conda:
+        "../../envs/relift.yaml"
+    params:
+        pins=TM["pins"],
     shell:
-        "{PY} -m relift.data.translation_memory download --out-dir {output:q}"
+        "python -m relift.data.translation_memory download --out-dir {output:q}"
         " --pins {params.pins:q} > {log:q} 2>&1"
 
 
@@ -40,16 +44,18 @@ rule tm_corpus:
         wheels=tm_wheels(),
     output:
         expand("results/data/tm/{split}.jsonl", split=SPLITS),
+    log:
+        "results/logs/data/tm_corpus.log",
+    conda:
+        "../../envs/relift.yaml"
     params:
         seed=TM["seed"],
         dev=TM["dev_size"],
         test=TM["test_size"],
         min_words=TM["min_words"],
         max_chars=TM["max_chars"],
-    log:
-        "results/logs/data/tm_corpus.log",
     shell:
-        "{PY} -m relift.data.translation_memory build --wheels {input.wheels:q}"
+        "python -m relift.data.translation_memory build --wheels {input.wheels:q}"
         " --out-dir results/data/tm --seed {params.seed} --dev-size {params.dev}"
         " --test-size {params.test} --min-words {params.min_words}"
         " --max-chars {params.max_chars} > {log:q} 2>&1"

@@ -8,6 +8,12 @@ rule regpt_preprocess:
         corpus=lm_split,
     output:
         directory("results/regpt/data/{split}"),
+    log:
+        "results/logs/regpt/preprocess_{split}.log",
+    wildcard_constraints:
+        split="train|dev|test",
+    conda:
+        "../../envs/relift.yaml"
     params:
         fmt=lm_format(),
         text_field=LM["files"]["text_field"],
@@ -16,12 +22,8 @@ rule regpt_preprocess:
             ("" if RG["preprocess"]["wikitext_fix"] else " --no-wikitext-fix")
             + (" --drop-bracketed" if RG["preprocess"]["drop_bracketed"] else "")
         ),
-    log:
-        "results/logs/regpt/preprocess_{split}.log",
-    wildcard_constraints:
-        split="train|dev|test",
     shell:
-        "{PY} -m relift.regpt.preprocess --input {input.corpus:q} --format {params.fmt:q}"
+        "python -m relift.regpt.preprocess --input {input.corpus:q} --format {params.fmt:q}"
         " --text-field {params.text_field:q} --max-words {params.max_words}{params.flags}"
         " --output {output:q} > {log:q} 2>&1"
 
@@ -33,17 +35,19 @@ rule regpt_tokenizer:
         train="results/regpt/data/train",
     output:
         directory("results/regpt/tokenizer"),
-    params:
-        base=RG["tokenizer"]["base"],
-        vocab_size=RG["tokenizer"]["vocab_size"],
-        pre_tokenizer=RG["tokenizer"]["pre_tokenizer"],
-    threads: config["threads"]
     log:
         "results/logs/regpt/tokenizer.log",
     benchmark:
         "results/benchmarks/regpt/tokenizer.tsv"
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    params:
+        base=RG["tokenizer"]["base"],
+        vocab_size=RG["tokenizer"]["vocab_size"],
+        pre_tokenizer=RG["tokenizer"]["pre_tokenizer"],
     shell:
-        "RAYON_NUM_THREADS={threads} {PY} -m relift.regpt.tokenizer --train {input.train:q}"
+        "RAYON_NUM_THREADS={threads} python -m relift.regpt.tokenizer --train {input.train:q}"
         " --base {params.base:q} --vocab-size {params.vocab_size}"
         " --pre-tokenizer {params.pre_tokenizer:q} --output {output:q} > {log:q} 2>&1"
 
@@ -57,8 +61,10 @@ rule regpt_phrases:
         "results/regpt/phrases.npy",
     log:
         "results/logs/regpt/phrases.log",
+    conda:
+        "../../envs/relift.yaml"
     shell:
-        "{PY} -m relift.regpt.phrases --tokenizer {input.tokenizer:q} --output {output:q}"
+        "python -m relift.regpt.phrases --tokenizer {input.tokenizer:q} --output {output:q}"
         " > {log:q} 2>&1"
 
 
@@ -70,22 +76,24 @@ rule regpt_embeddings:
     output:
         raw="results/regpt/phrases_embeddings.npy",
         normalized="results/regpt/phrases_embeddings_normalized.npy",
+    log:
+        "results/logs/regpt/embeddings.log",
+    benchmark:
+        "results/benchmarks/regpt/embeddings.tsv"
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=RG["embeddings"]["gpus"],
+        mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         encoder=RG["embeddings"]["encoder"],
         batch_size=RG["embeddings"]["batch_size"],
         max_length=RG["embeddings"]["max_length"],
         dtype=RG["embeddings"]["dtype"],
         device=config["device"],
-    threads: config["threads"]
-    resources:
-        gpu=RG["embeddings"]["gpus"],
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-    log:
-        "results/logs/regpt/embeddings.log",
-    benchmark:
-        "results/benchmarks/regpt/embeddings.tsv"
     shell:
-        "{PY} -m relift.regpt.embed --phrases {input.phrases:q} --encoder {params.encoder:q}"
+        "python -m relift.regpt.embed --phrases {input.phrases:q} --encoder {params.encoder:q}"
         " --batch-size {params.batch_size} --max-length {params.max_length}"
         " --dtype {params.dtype} --device {params.device:q} --threads {threads}"
         " --output {output.raw:q} --output-normalized {output.normalized:q} > {log:q} 2>&1"
@@ -101,19 +109,21 @@ rule regpt_negatives:
         tsv="results/regpt/negatives.tsv",
         ids="results/regpt/negatives_ids.npy",
         scores="results/regpt/negatives_scores.npy",
-    params:
-        depth=RG["negatives"]["depth"],
-        backend=RG["negatives"]["backend"],
-    threads: config["threads"]
-    resources:
-        gpu=RG["negatives"]["gpus"],
-        mem_mb=lambda wc, attempt: 4000 * attempt,
     log:
         "results/logs/regpt/negatives.log",
     benchmark:
         "results/benchmarks/regpt/negatives.tsv"
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=RG["negatives"]["gpus"],
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    params:
+        depth=RG["negatives"]["depth"],
+        backend=RG["negatives"]["backend"],
     shell:
-        "{PY} -m relift.regpt.negatives --embeddings {input.embeddings:q}"
+        "python -m relift.regpt.negatives --embeddings {input.embeddings:q}"
         " --phrases {input.phrases:q} --depth {params.depth} --backend {params.backend}"
         " --threads {threads} --output {output.tsv:q} --output-ids {output.ids:q}"
         " --output-scores {output.scores:q} > {log:q} 2>&1"

@@ -1,0 +1,49 @@
+# relift: two commands on a fresh machine.
+#   make demo   create .venv, install everything, run the whole workflow on the embedded default
+#   make test   create .venv, install everything, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, pinned: on these machines a CPU wheel of 2.13.0 is on disk; a looser spec
+# would pull a multi-GB CUDA build. Override on a GPU machine: make demo TORCH_SPEC='torch>=2.4'
+TORCH_SPEC ?= torch==2.13.0
+# extra snakemake arguments, e.g. make demo ARGS='--configfile config/paper-regpt.yaml'
+ARGS ?=
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test lint format dag bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/snakemake --profile profiles/local $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --cores 1
+
+format: install
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+bench: install
+	$(BIN)/python bench/bench_phrase_table.py
+
+clean:
+	rm -rf results .snakemake

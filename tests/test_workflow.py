@@ -1,0 +1,146 @@
+"""The whole workflow through the real `snakemake` CLI on the tiny config (tests/configs/tiny.yaml)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import fixture_tm_wheels
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(), check: bool = True, timeout: int = 1500):
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2",
+           "--configfile", str(TINY), *map(str, configfiles), *args]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}")
+    return r
+
+
+def planned_jobs(workdir: Path, *args: str, configfiles=()) -> dict[str, int]:
+    """rule -> job count of a dry run (from Snakemake's job stats table)."""
+    r = snakemake(workdir, "-n", *args, configfiles=configfiles)
+    out = r.stdout + r.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M))
+    jobs.pop("total", None)
+    return {k: int(v) for k, v in jobs.items()}
+
+
+def overlay(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / name
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole DAG of the tiny config, run once for this test session."""
+    wd = tmp_path_factory.mktemp("tiny")
+    fixture_tm_wheels(wd / "fixture_wheels")
+    snakemake(wd)
+    return wd
+
+
+def test_dag_builds_phrase_table(tiny_run):
+    from transformers import AutoTokenizer
+
+    r = tiny_run / "results"
+    tok = AutoTokenizer.from_pretrained(str(r / "regpt" / "tokenizer"))
+    phrases = np.load(r / "regpt" / "phrases.npy")
+    raw = np.load(r / "regpt" / "phrases_embeddings.npy")
+    normed = np.load(r / "regpt" / "phrases_embeddings_normalized.npy")
+    ids = np.load(r / "regpt" / "negatives_ids.npy")
+    scores = np.load(r / "regpt" / "negatives_scores.npy")
+    v = len(tok)
+    assert 300 < v <= 600 and phrases.shape == (v,)
+    assert raw.shape == normed.shape == (v, 384) and raw.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1, atol=1e-5)
+    assert ids.shape == scores.shape == (v, 11)
+    assert (ids[:, 0] == np.arange(v)).all()
+    assert (np.diff(scores[:, 1:], axis=1) <= 1e-6).all()
+    # the pool equals a brute-force numpy search (ties aside)
+    sim = normed @ normed.T
+    top = -np.sort(-sim, axis=1)[:, :11]
+    np.testing.assert_allclose(scores[:, 1:], top[:, 1:], atol=1e-4)
+    # a phrase's nearest neighbour is itself, or a tie with it, for >= 99% of phrases
+    self_or_tie = sim[np.arange(v), np.arange(v)] >= top[:, 0] - 1e-4
+    assert self_or_tie.mean() >= 0.99
+    # negatives.tsv: 11 lines per phrase in qid order
+    lines = (r / "regpt" / "negatives.tsv").read_text().splitlines()
+    assert len(lines) == 11 * v and lines[11].startswith("1\t1\t1\t")
+    # the phrases round-trip through the tokenizer on held-out text
+    test_text = (r / "data" / "lm" / "test.jsonl").read_text().splitlines()
+    ok = 0
+    for line in test_text[:40]:
+        text = json.loads(line)["text"]
+        enc = tok(text, add_special_tokens=False)["input_ids"]
+        if 0 not in enc:
+            assert "".join(phrases[enc]) == " " + text
+            ok += 1
+    assert ok >= 10
+    # translation memory of the fixture wheel: 60 pairs, 6 dev, 6 test
+    tm = {s: (r / "data" / "tm" / f"{s}.jsonl").read_text().splitlines() for s in ("train", "dev", "test")}
+    assert [len(tm[s]) for s in ("train", "dev", "test")] == [48, 6, 6]
+    assert set(tm["train"]).isdisjoint(tm["test"])
+
+
+def test_nothing_to_do_after_a_run(tiny_run):
+    assert planned_jobs(tiny_run) == {}
+
+
+def test_negatives_depth_change_reruns_only_negatives(tiny_run, tmp_path):
+    depth = overlay(tmp_path, "depth.yaml", "regpt:\n  negatives:\n    depth: 7\n")
+    jobs = planned_jobs(tiny_run, configfiles=[depth])
+    assert set(jobs) - {"all"} == {"regpt_negatives"} | NEGATIVES_DEPENDANTS
+
+
+def test_encoder_setting_change_reruns_embeddings_onward(tiny_run, tmp_path):
+    bs = overlay(tmp_path, "bs.yaml", "regpt:\n  embeddings:\n    max_length: 32\n")
+    jobs = planned_jobs(tiny_run, configfiles=[bs])
+    assert set(jobs) - {"all"} == {"regpt_embeddings", "regpt_negatives"} | EMBEDDINGS_DEPENDANTS
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("regpt:\n  negatives:\n    detph: 7\n", "Additional properties are not allowed ('detph' was unexpected)"),
+    ("regpt:\n  tokenizer:\n    vocab_size: many\n", "'many' is not of type 'integer'"),
+    ("regpt:\n  negatives:\n    depth: 0\n", "0 is less than the minimum of 1"),
+])
+def test_bad_config_is_rejected_before_any_job(tmp_path, text, msg):
+    bad = overlay(tmp_path, "bad.yaml", text)
+    r = snakemake(tmp_path, "-n", configfiles=[bad], check=False)
+    assert r.returncode != 0
+    assert msg in r.stdout + r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_is_clean():
+    r = subprocess.run([SNAKEMAKE, "--lint", "--cores", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert "Congratulations" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_snakefmt_is_clean():
+    fmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
+    r = subprocess.run([fmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# rules that consume the negatives pool / the embeddings (grows with the ReGPT training rules)
+NEGATIVES_DEPENDANTS: set[str] = set()
+EMBEDDINGS_DEPENDANTS: set[str] = set()
