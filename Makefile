@@ -14,7 +14,7 @@ ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint format dag bench clean
+.PHONY: install demo test lint format dag rulegraph bench clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,19 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 	$(BIN)/snakefmt Snakefile workflow/rules
+
+# DAG pictures: results/dag.svg (every job) and results/rulegraph.svg (every rule)
+dag: install
+	command -v dot >/dev/null || apt-get install -y -qq graphviz
+	mkdir -p results
+	$(BIN)/snakemake --dag $(ARGS) | dot -Tsvg > results/dag.svg
+	$(BIN)/snakemake --rulegraph $(ARGS) | dot -Tsvg > results/rulegraph.svg
+	@echo "wrote results/dag.svg results/rulegraph.svg"
+
+# the rule graph shown in the README (tests/test_workflow.py checks it matches the rules)
+rulegraph: install
+	command -v dot >/dev/null || apt-get install -y -qq graphviz
+	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
 
 bench: install
 	$(BIN)/python bench/bench_phrase_table.py

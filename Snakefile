@@ -25,6 +25,8 @@ envvars:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/regpt_phrases.smk"
+include: "workflow/rules/regpt_model.smk"
+include: "workflow/rules/selfmem.smk"
 
 
 rule all:

@@ -5,3 +5,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+import pytest  # noqa: E402
+from helpers import fixture_tm_wheels, snakemake  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole DAG of the tiny config (tests/configs/tiny.yaml), run once per test session
+    through the real snakemake CLI in a scratch folder."""
+    wd = tmp_path_factory.mktemp("tiny")
+    fixture_tm_wheels(wd / "fixture_wheels")
+    snakemake(wd)
+    return wd

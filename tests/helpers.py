@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+import re
 import struct
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 HEADER = "Content-Type: text/plain; charset=UTF-8\nPlural-Forms: nplurals=2; plural=(n != 1);\n"
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+def snakemake(workdir: Path, *args: str, configfiles=(), check: bool = True, timeout: int = 1500,
+              cores: int | None = 2):
+    """Run the real snakemake CLI on the tiny config (plus overlays) in ``workdir``."""
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *(["--cores", str(cores)] if cores else []),
+           "--configfile", str(TINY), *map(str, configfiles), *args]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}")
+    return r
+
+
+def planned_jobs(workdir: Path, *args: str, configfiles=()) -> dict[str, int]:
+    """rule -> job count of a dry run (from Snakemake's job stats table)."""
+    r = snakemake(workdir, "-n", *args, configfiles=configfiles)
+    out = r.stdout + r.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M))
+    jobs.pop("total", None)
+    return {k: int(v) for k, v in jobs.items()}
+
+
+def overlay(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / name
+    p.write_text(text)
+    return p
 
 
 def make_mo(entries: dict[str, str]) -> bytes:

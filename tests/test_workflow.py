@@ -11,50 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from helpers import fixture_tm_wheels
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, configfiles=(), check: bool = True, timeout: int = 1500):
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2",
-           "--configfile", str(TINY), *map(str, configfiles), *args]
-    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}")
-    return r
-
-
-def planned_jobs(workdir: Path, *args: str, configfiles=()) -> dict[str, int]:
-    """rule -> job count of a dry run (from Snakemake's job stats table)."""
-    r = snakemake(workdir, "-n", *args, configfiles=configfiles)
-    out = r.stdout + r.stderr
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M))
-    jobs.pop("total", None)
-    return {k: int(v) for k, v in jobs.items()}
-
-
-def overlay(tmp: Path, name: str, text: str) -> Path:
-    p = tmp / name
-    p.write_text(text)
-    return p
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """The whole DAG of the tiny config, run once for this test session."""
-    wd = tmp_path_factory.mktemp("tiny")
-    fixture_tm_wheels(wd / "fixture_wheels")
-    snakemake(wd)
-    return wd
 
 
 def test_dag_builds_phrase_table(tiny_run):
@@ -144,3 +103,22 @@ def test_snakefmt_is_clean():
 # rules that consume the negatives pool / the embeddings (grows with the ReGPT training rules)
 NEGATIVES_DEPENDANTS: set[str] = set()
 EMBEDDINGS_DEPENDANTS: set[str] = set()
+
+
+def rulegraph_edges_from_dot(dot: str) -> set[tuple[str, str]]:
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', dot, re.M))
+    return {(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)}
+
+
+def rulegraph_edges_from_svg(svg: str) -> set[tuple[str, str]]:
+    names = dict(re.findall(r'<title>(\d+)</title>\s*<path[^>]*/>\s*<text[^>]*>(\w+)</text>', svg))
+    edges = re.findall(r"<title>(\d+)&#45;&gt;(\d+)</title>", svg)
+    return {(names[a], names[b]) for a, b in edges}
+
+
+def test_readme_rulegraph_matches_rules():
+    """docs/rulegraph.svg (shown in the README) is the current rule graph: `make rulegraph`."""
+    dot = subprocess.run([SNAKEMAKE, "--rulegraph"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    current = rulegraph_edges_from_dot(dot)
+    committed = rulegraph_edges_from_svg((ROOT / "docs" / "rulegraph.svg").read_text())
+    assert current and committed == current, "run `make rulegraph` and commit docs/rulegraph.svg"

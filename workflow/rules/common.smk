@@ -49,4 +49,9 @@ def regpt_phrase_table():
 
 
 def all_targets():
-    return regpt_phrase_table() + expand("results/data/tm/{split}.jsonl", split=SPLITS)
+    return (
+        regpt_phrase_table()
+        + expand("results/data/tm/{split}.jsonl", split=SPLITS)
+        + regpt_model_targets()
+        + selfmem_targets()
+    )

@@ -32,7 +32,9 @@ def load_texts(split_dir: str | os.PathLike, limit: int = 0) -> list[str]:
     except Exception as err:
         raise InputError(f"cannot load dataset folder ({err})", path=split_dir) from None
     if "text" not in ds.column_names:
-        raise InputError(f"column missing (columns: {ds.column_names})", path=split_dir, field="text")
+        raise InputError(
+            f"column missing (columns: {ds.column_names})", path=split_dir, field="text"
+        )
     texts = list(ds["text"])
     return texts[:limit] if limit else texts
 
@@ -40,7 +42,7 @@ def load_texts(split_dir: str | os.PathLike, limit: int = 0) -> list[str]:
 def tokenize(texts: Sequence[str], tokenizer, batch: int = 2000) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for i in range(0, len(texts), batch):
-        enc = tokenizer(list(texts[i: i + batch]), add_special_tokens=False)["input_ids"]
+        enc = tokenizer(list(texts[i : i + batch]), add_special_tokens=False)["input_ids"]
         out.extend(np.asarray(e, dtype=np.int32) for e in enc)
     return out
 
@@ -51,15 +53,19 @@ def windows(token_lists: Sequence[np.ndarray], max_len: int, bos: int = BOS) -> 
     for ids in token_lists:
         stream = np.concatenate([[bos], ids]).astype(np.int64)
         for s in range(0, max(1, len(stream) - 1), max_len):
-            w = stream[s: s + max_len + 1]
+            w = stream[s : s + max_len + 1]
             if len(w) >= 2:
                 out.append(w)
     return out
 
 
-def collate(wins: Sequence[np.ndarray], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (``-100`` on padding)."""
+def collate(
+    wins: Sequence[np.ndarray], pad_id: int = 0, pad_to: int = 1
+) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (``-100`` on padding); the
+    length is rounded up to a multiple of ``pad_to`` (fewer distinct shapes for the kernels)."""
     n = max(len(w) for w in wins) - 1
+    n += (-n) % pad_to
     ids = torch.full((len(wins), n), pad_id, dtype=torch.long)
     labels = torch.full((len(wins), n), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(wins), n), dtype=torch.long)

@@ -40,8 +40,12 @@ def target_mask(labels: torch.Tensor, ignore_ids: tuple[int, ...] = ()) -> torch
     return keep
 
 
-def info_nce(scores: torch.Tensor, gold_index: torch.Tensor, temperature: float = 1.0,
-             reduction: str = "mean") -> torch.Tensor:
+def info_nce(
+    scores: torch.Tensor,
+    gold_index: torch.Tensor,
+    temperature: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Cross-entropy of ``scores [N, M]`` (dot products) with the gold column ``gold_index [N]``."""
     if temperature != 1.0:
         scores = scores / temperature
@@ -51,12 +55,21 @@ def info_nce(scores: torch.Tensor, gold_index: torch.Tensor, temperature: float 
 def sample_columns(depth: int, d: int, generator: torch.Generator) -> torch.Tensor:
     """``d`` distinct pool columns from ``1..depth-1`` (column 0 is the phrase itself)."""
     if d > depth - 1:
-        raise ValueError(f"cannot draw {d} negatives from a pool of depth {depth} (itself excluded)")
+        raise ValueError(
+            f"cannot draw {d} negatives from a pool of depth {depth} (itself excluded)"
+        )
     return 1 + torch.randperm(depth - 1, generator=generator)[:d]
 
 
-def hard_negatives(gold: torch.Tensor, pool_ids, pool_scores, d: int, threshold: float,
-                   num_phrases: int, generator: torch.Generator) -> torch.Tensor:
+def hard_negatives(
+    gold: torch.Tensor,
+    pool_ids,
+    pool_scores,
+    d: int,
+    threshold: float,
+    num_phrases: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """``[N, d]`` guarded pool negatives of the phrases ``gold [N]`` (see the module docstring).
 
     ``pool_ids`` / ``pool_scores`` are numpy arrays (memory-mapped is fine) or tensors
@@ -81,15 +94,29 @@ def hard_negatives(gold: torch.Tensor, pool_ids, pool_scores, d: int, threshold:
     return torch.where(bad, rnd, neg)
 
 
-def hard_candidates(gold: torch.Tensor, pool_ids, pool_scores, d: int, threshold: float,
-                    num_phrases: int, generator: torch.Generator) -> torch.Tensor:
+def hard_candidates(
+    gold: torch.Tensor,
+    pool_ids,
+    pool_scores,
+    d: int,
+    threshold: float,
+    num_phrases: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Stage 2: ``[N, 1 + d]`` candidate ids per position, the gold phrase in column 0."""
     neg = hard_negatives(gold, pool_ids, pool_scores, d, threshold, num_phrases, generator)
     return torch.cat([gold.detach().cpu().long()[:, None], neg], 1).to(gold.device)
 
 
-def inbatch_candidates(gold: torch.Tensor, pool_ids, pool_scores, d: int, threshold: float,
-                       num_phrases: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def inbatch_candidates(
+    gold: torch.Tensor,
+    pool_ids,
+    pool_scores,
+    d: int,
+    threshold: float,
+    num_phrases: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 1: (unique candidate ids ``[M]`` sorted, gold index ``[N]`` into them)."""
     neg = hard_negatives(gold, pool_ids, pool_scores, d, threshold, num_phrases, generator)
     allc = torch.cat([gold.detach().cpu().long(), neg.reshape(-1)])
@@ -97,8 +124,13 @@ def inbatch_candidates(gold: torch.Tensor, pool_ids, pool_scores, d: int, thresh
     return uniq.to(gold.device), inverse[: len(gold)].to(gold.device)
 
 
-def hard_loss(queries: torch.Tensor, table: torch.Tensor, cand: torch.Tensor,
-              temperature: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+def hard_loss(
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    cand: torch.Tensor,
+    temperature: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Stage-2 loss: ``queries [N, d]`` against their own candidates ``cand [N, K]`` (gold first)."""
     emb = table[cand].to(queries.dtype)  # [N, K, d]
     scores = torch.einsum("nd,nkd->nk", queries, emb)
@@ -106,9 +138,14 @@ def hard_loss(queries: torch.Tensor, table: torch.Tensor, cand: torch.Tensor,
     return info_nce(scores, gold, temperature, reduction)
 
 
-def inbatch_loss(queries: torch.Tensor, table: torch.Tensor, cand: torch.Tensor,
-                 gold_index: torch.Tensor, temperature: float = 1.0,
-                 reduction: str = "mean") -> torch.Tensor:
+def inbatch_loss(
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    cand: torch.Tensor,
+    gold_index: torch.Tensor,
+    temperature: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Stage-1 loss: every query against every candidate ``cand [M]``."""
     scores = queries @ table[cand].to(queries.dtype).T
     return info_nce(scores, gold_index, temperature, reduction)
@@ -120,9 +157,18 @@ class ReGPTLoss:
     ``batch``: ``input_ids``, ``attention_mask``, ``labels`` (``-100`` = no target). The negatives
     of step ``s`` come from a generator seeded with ``(seed, s)``."""
 
-    def __init__(self, stage: str, pool_ids, pool_scores, num_phrases: int, negatives: int = 1,
-                 threshold: float = 0.9, temperature: float = 1.0, seed: int = 0,
-                 ignore_ids: tuple[int, ...] = (2,)):
+    def __init__(
+        self,
+        stage: str,
+        pool_ids,
+        pool_scores,
+        num_phrases: int,
+        negatives: int = 1,
+        threshold: float = 0.9,
+        temperature: float = 1.0,
+        seed: int = 0,
+        ignore_ids: tuple[int, ...] = (2,),
+    ):
         if stage not in ("inbatch", "hard"):
             raise ValueError(f"unknown stage {stage!r}")
         self.stage, self.pool_ids, self.pool_scores = stage, pool_ids, pool_scores

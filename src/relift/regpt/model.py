@@ -39,23 +39,41 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def llama_config(hidden: int, layers: int, heads: int, intermediate: int, max_positions: int,
-                 kv_heads: int | None = None, vocab_size: int = 1, **extra):
+def llama_config(
+    hidden: int,
+    layers: int,
+    heads: int,
+    intermediate: int,
+    max_positions: int,
+    kv_heads: int | None = None,
+    vocab_size: int = 1,
+    **extra,
+):
     """A LlamaConfig for a decoder of the given size (``vocab_size`` 1: ReGPT has no token
     embedding; the baseline passes its tokenizer's size)."""
     from transformers import LlamaConfig
 
     if hidden % heads:
         raise InputError(f"hidden size {hidden} is not divisible by {heads} heads", field="heads")
-    return LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                       num_key_value_heads=kv_heads or heads, intermediate_size=intermediate,
-                       max_position_embeddings=max_positions, vocab_size=vocab_size,
-                       pad_token_id=None, bos_token_id=1, eos_token_id=2,
-                       tie_word_embeddings=False, **extra)
+    return LlamaConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads or heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max_positions,
+        vocab_size=vocab_size,
+        pad_token_id=None,
+        bos_token_id=1 if vocab_size > 2 else None,
+        eos_token_id=2 if vocab_size > 2 else None,
+        tie_word_embeddings=False,
+        **extra,
+    )
 
 
-def load_phrase_table(path: str | os.PathLike, device: torch.device | str = "cpu",
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def load_phrase_table(
+    path: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Memory-map ``phrases_embeddings.npy`` and copy it to ``device`` once."""
     path = require_file(path, "phrase embeddings file")
     try:
@@ -67,15 +85,22 @@ def load_phrase_table(path: str | os.PathLike, device: torch.device | str = "cpu
     t = torch.empty(arr.shape, dtype=dtype, device=device)
     step = 1 << 16  # copy in row blocks: never holds a second full copy in host memory
     for s in range(0, arr.shape[0], step):
-        t[s: s + step] = torch.from_numpy(np.array(arr[s: s + step], dtype=np.float32)).to(device, dtype)
+        t[s : s + step] = torch.from_numpy(np.array(arr[s : s + step], dtype=np.float32)).to(
+            device, dtype
+        )
     return t
 
 
 class ReGPT(nn.Module):
     """See the module docstring. ``forward`` returns the queries ``q`` [B, T, d]."""
 
-    def __init__(self, config, phrase_table: torch.Tensor, phrase_embeddings_path: str | None = None,
-                 decoder: nn.Module | None = None):
+    def __init__(
+        self,
+        config,
+        phrase_table: torch.Tensor,
+        phrase_embeddings_path: str | None = None,
+        decoder: nn.Module | None = None,
+    ):
         super().__init__()
         from transformers import LlamaModel
 
@@ -83,7 +108,9 @@ class ReGPT(nn.Module):
             raise InputError(f"phrase table must be [V, d], got {tuple(phrase_table.shape)}")
         self.config = config
         self.num_phrases, self.phrase_dim = phrase_table.shape
-        self.phrase_embeddings_path = str(phrase_embeddings_path) if phrase_embeddings_path else None
+        self.phrase_embeddings_path = (
+            str(phrase_embeddings_path) if phrase_embeddings_path else None
+        )
         self.decoder = decoder if decoder is not None else LlamaModel(config)
         hidden = config.hidden_size
         self.proj_in = nn.Linear(self.phrase_dim, hidden)
@@ -95,9 +122,18 @@ class ReGPT(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, phrase_embeddings: str | os.PathLike, *, hidden: int = 256, layers: int = 4,
-              heads: int = 4, intermediate: int = 688, max_positions: int = 512,
-              pretrained_decoder: str | None = None, device: str | torch.device = "cpu") -> ReGPT:
+    def build(
+        cls,
+        phrase_embeddings: str | os.PathLike,
+        *,
+        hidden: int = 256,
+        layers: int = 4,
+        heads: int = 4,
+        intermediate: int = 688,
+        max_positions: int = 512,
+        pretrained_decoder: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> ReGPT:
         """A fresh model from sizes, or with the decoder stack of a pretrained Llama folder."""
         table = load_phrase_table(phrase_embeddings, device)
         decoder = None
@@ -107,7 +143,9 @@ class ReGPT(nn.Module):
             try:
                 decoder = LlamaModel.from_pretrained(pretrained_decoder)
             except Exception as err:
-                raise InputError(f"cannot load a Llama decoder from {pretrained_decoder!r}: {err}") from None
+                raise InputError(
+                    f"cannot load a Llama decoder from {pretrained_decoder!r}: {err}"
+                ) from None
             hidden = decoder.config.hidden_size
             # the token embedding is never used: shrink it to one row
             decoder.embed_tokens = nn.Embedding(1, hidden)
@@ -122,12 +160,23 @@ class ReGPT(nn.Module):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.proj_in(nn.functional.embedding(input_ids, self.phrase_table))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, past_key_values=None,
-                use_cache: bool = False, return_cache: bool = False):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values=None,
+        use_cache: bool = False,
+        return_cache: bool = False,
+    ):
         """Queries ``[B, T, d]``; with ``return_cache`` a tuple (queries, cache)."""
-        out = self.decoder(inputs_embeds=self.embed(input_ids), attention_mask=attention_mask,
-                           position_ids=position_ids, cache=past_key_values, use_cache=use_cache)
+        out = self.decoder(
+            inputs_embeds=self.embed(input_ids),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=past_key_values,
+            use_cache=use_cache,
+        )
         q = self.proj_out(out.last_hidden_state)
         return (q, out.cache) if return_cache else q
 
@@ -136,27 +185,36 @@ class ReGPT(nn.Module):
         return queries @ self.phrase_table.to(queries.dtype).T
 
     def gradient_checkpointing_enable(self, **kwargs) -> None:
-        self.decoder.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs=kwargs or {"use_reentrant": False})
+        kwargs = kwargs or {"use_reentrant": False}
+        if hasattr(self.decoder, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            self.decoder.activation_checkpointing_enable(kwargs)
+        else:
+            self.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------ save / load
     def relift_config(self) -> dict:
-        return {"model_type": MODEL_TYPE, "phrase_dim": int(self.phrase_dim),
-                "num_phrases": int(self.num_phrases),
-                "phrase_embeddings": self.phrase_embeddings_path,
-                "llama": self.config.to_dict()}
+        return {
+            "model_type": MODEL_TYPE,
+            "phrase_dim": int(self.phrase_dim),
+            "num_phrases": int(self.num_phrases),
+            "phrase_embeddings": self.phrase_embeddings_path,
+            "llama": self.config.to_dict(),
+        }
 
-    def save_to(self, folder: str | os.PathLike, tokenizer=None, state_dict: dict | None = None) -> None:
+    def save_to(
+        self, folder: str | os.PathLike, tokenizer=None, state_dict: dict | None = None
+    ) -> None:
         """Write config, weights and tokenizer into an existing folder (not atomic)."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         state = state_dict if state_dict is not None else self.state_dict()
-        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()
-                 if k != "phrase_table"}
+        state = {
+            k: v.detach().to("cpu").contiguous() for k, v in state.items() if k != "phrase_table"
+        }
         save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
         (folder / CONFIG_NAME).write_text(json.dumps(self.relift_config(), indent=2) + "\n")
         if tokenizer is not None:
@@ -171,8 +229,12 @@ class ReGPT(nn.Module):
             self.save_to(tmp, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, phrase_embeddings: str | os.PathLike | None = None,
-                        device: str | torch.device = "cpu") -> ReGPT:
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike,
+        phrase_embeddings: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+    ) -> ReGPT:
         from safetensors.torch import load_file
         from transformers import LlamaConfig
 
@@ -180,19 +242,27 @@ class ReGPT(nn.Module):
         cfg = read_config(folder)
         path = phrase_embeddings or cfg.get("phrase_embeddings")
         if not path:
-            raise InputError("no phrase embeddings given and none recorded in config.json",
-                             path=folder / CONFIG_NAME)
+            raise InputError(
+                "no phrase embeddings given and none recorded in config.json",
+                path=folder / CONFIG_NAME,
+            )
         table = load_phrase_table(path, device)
         if tuple(table.shape) != (cfg["num_phrases"], cfg["phrase_dim"]):
-            raise InputError(f"phrase table has shape {tuple(table.shape)} but the model was trained "
-                             f"on [{cfg['num_phrases']}, {cfg['phrase_dim']}]", path=path)
+            raise InputError(
+                f"phrase table has shape {tuple(table.shape)} but the model was trained "
+                f"on [{cfg['num_phrases']}, {cfg['phrase_dim']}]",
+                path=path,
+            )
         model = cls(LlamaConfig(**cfg["llama"]), table, path)
         state = load_file(str(require_file(folder / WEIGHTS_NAME, "model weights")))
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k != "phrase_table"]
         if missing or unexpected:
-            raise InputError(f"weights do not match the config (missing {missing[:3]}, unexpected "
-                             f"{unexpected[:3]})", path=folder / WEIGHTS_NAME)
+            raise InputError(
+                f"weights do not match the config (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]})",
+                path=folder / WEIGHTS_NAME,
+            )
         return model.to(device).eval()
 
 
@@ -200,12 +270,19 @@ def read_config(folder: str | os.PathLike) -> dict:
     path = require_file(Path(folder) / CONFIG_NAME, "model config")
     cfg = json.loads(path.read_text())
     if cfg.get("model_type") != MODEL_TYPE:
-        raise InputError(f"not a ReGPT model folder (model_type {cfg.get('model_type')!r})", path=path)
+        raise InputError(
+            f"not a ReGPT model folder (model_type {cfg.get('model_type')!r})", path=path
+        )
     return cfg
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "added_tokens.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+)
 
 
 def copy_tokenizer(src: str | os.PathLike, dst: str | os.PathLike) -> None:

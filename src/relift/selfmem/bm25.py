@@ -77,7 +77,7 @@ def analyze(text: str) -> list[str]:
             continue  # a run of underscores alone is not a word
         tok = tok.lower()
         for i in range(0, len(tok), MAX_TOKEN_LENGTH):
-            out.append(tok[i: i + MAX_TOKEN_LENGTH])
+            out.append(tok[i : i + MAX_TOKEN_LENGTH])
     return out
 
 
@@ -139,10 +139,13 @@ class BM25sBackend:
         # ask for one more than needed so that ties at the cut can be broken by index
         k_ask = min(k_eff + 1, self.n_docs)
         kw = {} if self.engine == "numba" else {"n_threads": self.threads}
-        docs, scores = self.model.retrieve([[w for w in toks[i] if w in vocab] for i in todo], k=k_ask,
-                                           show_progress=False, **kw)
+        docs, scores = self.model.retrieve(
+            [[w for w in toks[i] if w in vocab] for i in todo], k=k_ask, show_progress=False, **kw
+        )
         for row, i in enumerate(todo):
-            hits = [(int(d), float(s)) for d, s in zip(docs[row], scores[row], strict=True) if s > 0]
+            hits = [
+                (int(d), float(s)) for d, s in zip(docs[row], scores[row], strict=True) if s > 0
+            ]
             hits.sort(key=lambda h: (-h[1], h[0]))
             out[i] = hits[:k_eff]
         return out
@@ -171,8 +174,10 @@ def es_client_from_env(timeout: float = 60.0):
 
     url = os.environ.get(ENV_URL, "").strip()
     if not url:
-        raise InputError(f"the elasticsearch backend needs the cluster URL in the environment variable "
-                         f"{ENV_URL} (credentials in {ENV_API_KEY}, or {ENV_USER} and {ENV_PASSWORD})")
+        raise InputError(
+            f"the elasticsearch backend needs the cluster URL in the environment variable "
+            f"{ENV_URL} (credentials in {ENV_API_KEY}, or {ENV_USER} and {ENV_PASSWORD})"
+        )
     kwargs: dict = {}
     api_key = os.environ.get(ENV_API_KEY)
     user = os.environ.get(ENV_USER)
@@ -187,12 +192,19 @@ def es_client_from_env(timeout: float = 60.0):
     # the transport logs every request with its URL: keep it quiet (errors are reported redacted)
     for name in ("elastic_transport", "elasticsearch"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    logging.getLogger("urllib3.connectionpool").setLevel(
+        logging.WARNING
+    )  # its DEBUG names the host
     try:
         # retries are done here, with backoff (the client's own retries have none)
-        return Elasticsearch(url, request_timeout=timeout, max_retries=0, retry_on_timeout=False, **kwargs)
+        return Elasticsearch(
+            url, request_timeout=timeout, max_retries=0, retry_on_timeout=False, **kwargs
+        )
     except Exception as err:
-        raise BackendError(f"cannot configure the Elasticsearch client from {ENV_URL}: "
-                           f"{type(err).__name__}: {_redact(str(err))}") from None
+        raise BackendError(
+            f"cannot configure the Elasticsearch client from {ENV_URL}: "
+            f"{type(err).__name__}: {_redact(str(err))}"
+        ) from None
 
 
 def index_body(k1: float, b: float) -> dict:
@@ -203,7 +215,9 @@ def index_body(k1: float, b: float) -> dict:
             "number_of_replicas": 0,
             "similarity": {SIMILARITY: {"type": "BM25", "k1": k1, "b": b}},
             "analysis": {
-                "analyzer": {ANALYZER: {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]}}
+                "analyzer": {
+                    ANALYZER: {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]}
+                }
             },
         },
         "mappings": {
@@ -221,28 +235,52 @@ class ElasticsearchBackend:
 
     name = "elasticsearch"
 
-    def __init__(self, index_name: str, k1: float = 1.2, b: float = 0.75, batch_size: int = 500,
-                 max_retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
-                 keep_index: bool = False, client=None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        index_name: str,
+        k1: float = 1.2,
+        b: float = 0.75,
+        batch_size: int = 500,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        timeout: float = 60.0,
+        keep_index: bool = False,
+        client=None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", index_name) or len(index_name) > 255:
-            raise InputError(f"invalid Elasticsearch index name {index_name!r} (lowercase letters, digits, "
-                             "'.', '_', '-')", field="es_index")
+            raise InputError(
+                f"invalid Elasticsearch index name {index_name!r} (lowercase letters, digits, "
+                "'.', '_', '-')",
+                field="es_index",
+            )
         self.client = client if client is not None else es_client_from_env(timeout)
         self.index_name, self.k1, self.b = index_name, k1, b
-        self.batch_size, self.max_retries, self.backoff = max(1, batch_size), max(0, max_retries), backoff
+        self.batch_size, self.max_retries, self.backoff = (
+            max(1, batch_size),
+            max(0, max_retries),
+            backoff,
+        )
         self.keep_index, self.sleep = keep_index, sleep
         self.created = False
 
     def _call(self, what: str, fn: Callable, **kwargs):
-        from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, UnsupportedProductError
+        from elasticsearch import (
+            ApiError,
+            ConnectionError,
+            ConnectionTimeout,
+            UnsupportedProductError,
+        )
 
         for attempt in range(self.max_retries + 1):
             retryable = False
             try:
                 return fn(**kwargs)
             except UnsupportedProductError:
-                raise BackendError(f"Elasticsearch {what}: the server at {ENV_URL} is not Elasticsearch "
-                                   "(no 'X-Elastic-Product: Elasticsearch' header)") from None
+                raise BackendError(
+                    f"Elasticsearch {what}: the server at {ENV_URL} is not Elasticsearch "
+                    "(no 'X-Elastic-Product: Elasticsearch' header)"
+                ) from None
             except (ConnectionError, ConnectionTimeout) as err:
                 retryable = True
                 why = f"cannot reach the cluster named by {ENV_URL} ({type(err).__name__}: {_redact(str(err))})"
@@ -255,9 +293,15 @@ class ElasticsearchBackend:
             if not retryable or attempt == self.max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise BackendError(f"Elasticsearch {what} failed{tries}: {why}")
-            delay = min(30.0, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
-            LOG.warning("Elasticsearch %s failed (%s); retry %d/%d in %.1fs", what, why, attempt + 1,
-                        self.max_retries, delay)
+            delay = min(30.0, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+            LOG.warning(
+                "Elasticsearch %s failed (%s); retry %d/%d in %.1fs",
+                what,
+                why,
+                attempt + 1,
+                self.max_retries,
+                delay,
+            )
             self.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -265,7 +309,9 @@ class ElasticsearchBackend:
         name = self.index_name
         if self._call("index check", self.client.indices.exists, index=name):
             self._call("index delete", self.client.indices.delete, index=name)
-        self._call("index create", self.client.indices.create, index=name, **index_body(self.k1, self.b))
+        self._call(
+            "index create", self.client.indices.create, index=name, **index_body(self.k1, self.b)
+        )
         self.created = True
         for start in range(0, len(docs), self.batch_size):
             ops: list[dict] = []
@@ -280,20 +326,30 @@ class ElasticsearchBackend:
     def search(self, queries: Sequence[str], k: int) -> list[Hits]:
         out: list[Hits] = []
         for start in range(0, len(queries), self.batch_size):
-            batch = queries[start: start + self.batch_size]
+            batch = queries[start : start + self.batch_size]
             searches: list[dict] = []
             for q in batch:
                 searches.append({"index": self.index_name})
-                searches.append({"query": {"match": {FIELD: {"query": q}}}, "size": k, "_source": False,
-                                 "track_total_hits": False})
+                searches.append(
+                    {
+                        "query": {"match": {FIELD: {"query": q}}},
+                        "size": k,
+                        "_source": False,
+                        "track_total_hits": False,
+                    }
+                )
             resp = self._call("_msearch", self.client.msearch, searches=searches)
             responses = resp.get("responses") or []
             if len(responses) != len(batch):
-                raise BackendError(f"Elasticsearch _msearch returned {len(responses)} responses for "
-                                   f"{len(batch)} queries")
+                raise BackendError(
+                    f"Elasticsearch _msearch returned {len(responses)} responses for "
+                    f"{len(batch)} queries"
+                )
             for j, r in enumerate(responses):
                 if "error" in r:
-                    raise BackendError(f"Elasticsearch query {start + j} failed: {_redact(_reason(r['error']))}")
+                    raise BackendError(
+                        f"Elasticsearch query {start + j} failed: {_redact(_reason(r['error']))}"
+                    )
                 hits = [(int(h["_id"]), float(h["_score"])) for h in r["hits"]["hits"]]
                 hits.sort(key=lambda h: (-h[1], h[0]))
                 out.append(hits)
@@ -326,23 +382,30 @@ def check_bulk_response(resp, expected: int) -> None:
     items = resp.get("items") or []
     failed = []
     for item in items:
-        (_, res), = item.items()
+        ((_, res),) = item.items()
         if res.get("error") is not None or int(res.get("status", 200)) >= 300:
-            failed.append((res.get("_id", "?"), res.get("status"), _reason(res.get("error", "unknown"))))
+            failed.append(
+                (res.get("_id", "?"), res.get("status"), _reason(res.get("error", "unknown")))
+            )
     if failed:
         shown = "; ".join(f"document {i} (HTTP {s}: {r})" for i, s, r in failed[:5])
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        raise BackendError(f"Elasticsearch _bulk rejected {len(failed)} of {len(items)} documents: "
-                           f"{_redact(shown)}{more}")
+        raise BackendError(
+            f"Elasticsearch _bulk rejected {len(failed)} of {len(items)} documents: "
+            f"{_redact(shown)}{more}"
+        )
     if resp.get("errors"):
         raise BackendError("Elasticsearch _bulk reported errors but no failed item")
     if len(items) != expected:
-        raise BackendError(f"Elasticsearch _bulk answered {len(items)} items for {expected} documents")
+        raise BackendError(
+            f"Elasticsearch _bulk answered {len(items)} items for {expected} documents"
+        )
 
 
 # --------------------------------------------------------------------------- memory
-def retrieve_memory(backend, train: Split, queries: Split, k: int, exclude_self: bool,
-                    max_words: int = 600) -> tuple[list[str], list[Hits]]:
+def retrieve_memory(
+    backend, train: Split, queries: Split, k: int, exclude_self: bool, max_words: int = 600
+) -> tuple[list[str], list[Hits]]:
     """Memories (target side of the best hit) and the top-k hits of every query example.
 
     With ``exclude_self`` (the training split queried against itself) the hit whose index equals
@@ -360,20 +423,45 @@ def retrieve_memory(backend, train: Split, queries: Split, k: int, exclude_self:
     return memories, hits
 
 
-def make_backend(name: str, k1: float, b: float, threads: int = 1, es_index: str = "relift-selfmem-memory",
-                 es_batch_size: int = 500, es_max_retries: int = 5, es_backoff: float = 1.0,
-                 es_timeout: float = 60.0, es_keep_index: bool = False):
+def make_backend(
+    name: str,
+    k1: float,
+    b: float,
+    threads: int = 1,
+    es_index: str = "relift-selfmem-memory",
+    es_batch_size: int = 500,
+    es_max_retries: int = 5,
+    es_backoff: float = 1.0,
+    es_timeout: float = 60.0,
+    es_keep_index: bool = False,
+    bm25s_engine: str = "auto",
+):
     if name == "bm25s":
-        return BM25sBackend(k1=k1, b=b, threads=threads)
+        return BM25sBackend(k1=k1, b=b, threads=threads, engine=bm25s_engine)
     if name == "elasticsearch":
-        return ElasticsearchBackend(es_index, k1=k1, b=b, batch_size=es_batch_size,
-                                    max_retries=es_max_retries, backoff=es_backoff, timeout=es_timeout,
-                                    keep_index=es_keep_index)
-    raise InputError(f"unknown BM25 backend {name!r}; expected one of {', '.join(BACKENDS)}", field="backend")
+        return ElasticsearchBackend(
+            es_index,
+            k1=k1,
+            b=b,
+            batch_size=es_batch_size,
+            max_retries=es_max_retries,
+            backoff=es_backoff,
+            timeout=es_timeout,
+            keep_index=es_keep_index,
+        )
+    raise InputError(
+        f"unknown BM25 backend {name!r}; expected one of {', '.join(BACKENDS)}", field="backend"
+    )
 
 
-def build_memories(backend, train: Split, splits: dict[str, Split], out_dir: str | os.PathLike, k: int,
-                   max_words: int = 600) -> dict[str, dict]:
+def build_memories(
+    backend,
+    train: Split,
+    splits: dict[str, Split],
+    out_dir: str | os.PathLike,
+    k: int,
+    max_words: int = 600,
+) -> dict[str, dict]:
     """Index ``train`` and write ``{split}.txt`` and ``{split}.hits.jsonl`` for every split.
 
     A split that *is* ``train`` (the same object) excludes every example from its own hits.
@@ -387,42 +475,85 @@ def build_memories(backend, train: Split, splits: dict[str, Split], out_dir: str
     stats = {}
     for name, split in splits.items():
         t1 = time.time()
-        memories, hits = retrieve_memory(backend, train, split, k, exclude_self=split is train,
-                                         max_words=max_words)
+        memories, hits = retrieve_memory(
+            backend, train, split, k, exclude_self=split is train, max_words=max_words
+        )
         with atomic_path(out_dir / f"{name}.txt") as tmp:
             tmp.write_text("".join(m + "\n" for m in memories), encoding="utf-8")
-        write_jsonl_atomic(out_dir / f"{name}.hits.jsonl",
-                           ({"ids": [i for i, _ in h], "scores": [round(s, 6) for _, s in h]} for h in hits))
+        write_jsonl_atomic(
+            out_dir / f"{name}.hits.jsonl",
+            ({"ids": [i for i, _ in h], "scores": [round(s, 6) for _, s in h]} for h in hits),
+        )
         empty = sum(1 for m in memories if not m)
-        stats[name] = {"examples": len(split), "no_hit": empty, "seconds": round(time.time() - t1, 2)}
-        LOG.info("%s: %d memories (%d without any hit) in %.1fs", name, len(split), empty, time.time() - t1)
+        stats[name] = {
+            "examples": len(split),
+            "no_hit": empty,
+            "seconds": round(time.time() - t1, 2),
+        }
+        LOG.info(
+            "%s: %d memories (%d without any hit) in %.1fs",
+            name,
+            len(split),
+            empty,
+            time.time() - t1,
+        )
     return stats
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m relift.selfmem.bm25", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", required=True, type=Path, help="training split (JSONL); its sources are indexed")
-    ap.add_argument("--query", action="append", default=[], metavar="SPLIT=PATH",
-                    help="a split to retrieve memories for (repeatable), e.g. dev=dev.jsonl; the "
-                         "--train file itself excludes every example from its own hits "
-                         "(default: train=<--train>)")
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.selfmem.bm25",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--train", required=True, type=Path, help="training split (JSONL); its sources are indexed"
+    )
+    ap.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        metavar="SPLIT=PATH",
+        help="a split to retrieve memories for (repeatable), e.g. dev=dev.jsonl; the "
+        "--train file itself excludes every example from its own hits "
+        "(default: train=<--train>)",
+    )
     ap.add_argument("--src-field", default="src")
     ap.add_argument("--trg-field", default="trg")
     ap.add_argument("--out-dir", required=True, type=Path)
     ap.add_argument("--backend", choices=BACKENDS, default="bm25s")
-    ap.add_argument("--top-k", type=int, default=10, help="hits kept per example (default: %(default)s)")
-    ap.add_argument("--max-words", type=int, default=600,
-                    help="whitespace tokens of a source that are indexed/queried (0 = all; default: %(default)s)")
+    ap.add_argument(
+        "--top-k", type=int, default=10, help="hits kept per example (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--max-words",
+        type=int,
+        default=600,
+        help="whitespace tokens of a source that are indexed/queried (0 = all; default: %(default)s)",
+    )
     ap.add_argument("--k1", type=float, default=1.2)
     ap.add_argument("--b", type=float, default=0.75)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--es-index", default="relift-selfmem-memory", help="index name (elasticsearch backend)")
-    ap.add_argument("--es-batch-size", type=int, default=500, help="documents per _bulk / queries per _msearch")
+    ap.add_argument(
+        "--bm25s-engine",
+        choices=("auto", "numba", "numpy"),
+        default="auto",
+        help="bm25s backend: numba when installed (fast; a few seconds of JIT warm-up), numpy",
+    )
+    ap.add_argument(
+        "--es-index", default="relift-selfmem-memory", help="index name (elasticsearch backend)"
+    )
+    ap.add_argument(
+        "--es-batch-size", type=int, default=500, help="documents per _bulk / queries per _msearch"
+    )
     ap.add_argument("--es-max-retries", type=int, default=5)
-    ap.add_argument("--es-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
+    ap.add_argument(
+        "--es-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)"
+    )
     ap.add_argument("--es-timeout", type=float, default=60.0, help="request timeout in seconds")
-    ap.add_argument("--es-keep-index", action="store_true", help="do not delete the index at the end")
+    ap.add_argument(
+        "--es-keep-index", action="store_true", help="do not delete the index at the end"
+    )
     args = ap.parse_args(argv)
 
     train = load_split(args.train, args.src_field, args.trg_field)
@@ -435,11 +566,24 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError(f"--query names split {name!r} twice")
         same = Path(path).resolve() == args.train.resolve()
         if name == "train" and not same:
-            raise InputError(f"--query train={path} differs from --train {args.train}; the training split "
-                             "is the indexed one")
+            raise InputError(
+                f"--query train={path} differs from --train {args.train}; the training split "
+                "is the indexed one"
+            )
         splits[name] = train if same else load_split(path, args.src_field, args.trg_field)
-    backend = make_backend(args.backend, args.k1, args.b, args.threads, args.es_index, args.es_batch_size,
-                           args.es_max_retries, args.es_backoff, args.es_timeout, args.es_keep_index)
+    backend = make_backend(
+        args.backend,
+        args.k1,
+        args.b,
+        args.threads,
+        args.es_index,
+        args.es_batch_size,
+        args.es_max_retries,
+        args.es_backoff,
+        args.es_timeout,
+        args.es_keep_index,
+        args.bm25s_engine,
+    )
     try:
         build_memories(backend, train, splits, args.out_dir, args.top_k, args.max_words)
     finally:

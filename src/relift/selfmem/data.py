@@ -35,8 +35,12 @@ def one_line(text: str) -> str:
     return " ".join(text.split()) if ("\n" in text or "\r" in text) else text
 
 
-def load_split(path: str | os.PathLike, src_field: str = "src", trg_field: str = "trg",
-               allow_empty: bool = False) -> Split:
+def load_split(
+    path: str | os.PathLike,
+    src_field: str = "src",
+    trg_field: str = "trg",
+    allow_empty: bool = False,
+) -> Split:
     """Read a JSONL split; every line must hold ``src_field`` and ``trg_field`` as strings.
 
     Errors name the file, line and field. An empty split is an error unless ``allow_empty``.
@@ -48,12 +52,17 @@ def load_split(path: str | os.PathLike, src_field: str = "src", trg_field: str =
         targets.append(rec[trg_field])
         lines.append(lineno)
     if not sources and not allow_empty:
-        raise InputError(f"split holds no examples (expected JSON lines with fields "
-                         f"{src_field!r} and {trg_field!r})", path=path)
+        raise InputError(
+            f"split holds no examples (expected JSON lines with fields "
+            f"{src_field!r} and {trg_field!r})",
+            path=path,
+        )
     return Split(path, sources, targets, lines)
 
 
-def read_lines(path: str | os.PathLike, expected: int | None = None, what: str = "file") -> list[str]:
+def read_lines(
+    path: str | os.PathLike, expected: int | None = None, what: str = "file"
+) -> list[str]:
     """Read a text file one item per line (blank lines kept: an empty memory is a valid line).
 
     With ``expected``, the line count must match (memories/hypotheses aligned with a split).
@@ -61,8 +70,11 @@ def read_lines(path: str | os.PathLike, expected: int | None = None, what: str =
     path = require_file(path, what)
     out = [line for _, line in _lines(path)]
     if expected is not None and len(out) != expected:
-        raise InputError(f"{what} has {len(out)} lines but {expected} were expected (one per "
-                         "example, aligned with the split)", path=path)
+        raise InputError(
+            f"{what} has {len(out)} lines but {expected} were expected (one per "
+            "example, aligned with the split)",
+            path=path,
+        )
     return out
 
 

@@ -1,0 +1,150 @@
+"""Train the token-level baseline: a ``LlamaForCausalLM`` with ReGPT's backbone size.
+
+Same training text, same windows/batching scheme and the same shared loop as ReGPT, but the
+BASE tokenizer (``mistral-common``, 32k SentencePiece tokens, or any ``--base-tokenizer`` that
+AutoTokenizer loads), a token embedding and an LM head. It trains for as many training TOKENS as
+ReGPT consumed over stage 1 + stage 2 (``--match-tokens`` reads ``total_tokens`` from the
+final stage's ``train_info.json``; ``--target-tokens`` sets the number directly): the number of
+steps is the target divided by the mean tokens per batch of the bucketed batch plan, rounded up.
+
+Writes the model folder ``--output`` atomically (HF ``save_pretrained`` + tokenizer +
+``train_info.json`` + metrics + ``loss_curve.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from relift.io import LOG, InputError, require_file, run_cli
+from relift.regpt import data as D
+from relift.regpt.losses import IGNORE
+from relift.regpt.train import add_data_args, fingerprint, finish_output
+from relift.train import loop as L
+
+
+def causal_lm_loss(model, batch: dict, step: int):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"].masked_fill(batch["labels"] == D.EOS, IGNORE)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    return loss, {"tokens": int((labels != IGNORE).sum())}
+
+
+def target_tokens(args) -> int:
+    if args.target_tokens:
+        return args.target_tokens
+    if not args.match_tokens:
+        raise InputError("give --match-tokens (ReGPT's final train_info.json) or --target-tokens")
+    info = json.loads(require_file(args.match_tokens, "ReGPT train_info.json").read_text())
+    if "total_tokens" not in info:
+        raise InputError("no total_tokens recorded", path=args.match_tokens, field="total_tokens")
+    return int(info["total_tokens"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.regpt.baseline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--base-tokenizer", default="mistral-common", help="(default: %(default)s)")
+    ap.add_argument("--match-tokens", type=Path, help="ReGPT stage-2 (final) train_info.json")
+    ap.add_argument("--target-tokens", type=int, default=0, help="training tokens (overrides)")
+    m = ap.add_argument_group("model (same backbone as ReGPT)")
+    m.add_argument("--hidden", type=int, default=256)
+    m.add_argument("--layers", type=int, default=4)
+    m.add_argument("--heads", type=int, default=4)
+    m.add_argument("--intermediate", type=int, default=688)
+    m.add_argument("--max-positions", type=int, default=512)
+    add_data_args(ap)
+    L.add_train_args(ap, optimizer="lamb", lr=5e-3, max_steps=1)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from transformers import LlamaForCausalLM
+
+    from relift.regpt.model import llama_config
+    from relift.regpt.tokenizer import load_base_tokenizer
+
+    target = target_tokens(args)
+    tok = load_base_tokenizer(args.base_tokenizer)
+    texts = D.load_texts(args.train, args.max_train_chunks)
+    wins = D.windows(D.tokenize(texts, tok), args.max_len)
+    batches = L.BucketedBatches(
+        [len(w) for w in wins],
+        args.batch_size,
+        args.seed,
+        lambda idx: D.collate([wins[i] for i in idx], pad_to=8),
+    )
+    per_batch = D.count_targets(wins) / len(batches)
+    steps = max(1, math.ceil(target / (per_batch * args.grad_accum)))
+    cfg = L.config_from_args(args, max_steps=steps, micro_batch_size=args.batch_size)
+    L.seed_everything(cfg.seed)
+    config = llama_config(
+        args.hidden,
+        args.layers,
+        args.heads,
+        args.intermediate,
+        args.max_positions,
+        vocab_size=len(tok),
+    )
+    model = LlamaForCausalLM(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    LOG.info(
+        "baseline: %d chunks -> %d windows, %.1f tokens/batch; target %d tokens -> %d steps; "
+        "%.2fM parameters",
+        len(texts),
+        len(wins),
+        per_batch,
+        target,
+        steps,
+        n_params / 1e6,
+    )
+
+    def export(m, res: L.TrainResult) -> None:
+        info = {
+            "steps": res.step,
+            "tokens": res.tokens,
+            "total_tokens": res.tokens,
+            "target_tokens": target,
+            "train_seconds": round(res.train_seconds, 2),
+            "tokens_per_s": res.tokens / max(res.train_seconds, 1e-9),
+            "resumed_from": res.resumed_from,
+            "chunks": len(texts),
+            "windows": len(wins),
+            "parameters": n_params,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        }
+
+        def write(tmp):
+            m.save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
+
+        finish_output(args.output, args.work_dir, write, info, "token-level baseline")
+        LOG.info(
+            "baseline: %d steps, %d tokens (target %d) in %.0fs -> %s",
+            res.step,
+            res.tokens,
+            target,
+            res.train_seconds,
+            args.output,
+        )
+
+    L.train(
+        model,
+        causal_lm_loss,
+        batches,
+        cfg,
+        args.work_dir,
+        export_fn=export,
+        fingerprint={**fingerprint(args, args.train), "target_tokens": target},
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,326 @@
+"""Train ReGPT: stage 1 (in-batch negatives) or stage 2 (hard negatives, from a stage-1 model).
+
+Stage 1 (``--stage 1``) builds a fresh model (``--hidden/--layers/...``, or the decoder stack of
+a pretrained Llama folder with ``--pretrained-decoder``); stage 2 (``--stage 2 --init FOLDER``)
+continues from a stage-1 model folder (its size comes from there). Every chunk of the training
+split is ``[<s>] + phrase ids`` cut into windows of ``--max-len`` (see ``relift.regpt.data``);
+length-bucketed batches of ``--batch-size`` windows; the loss is InfoNCE over dot products with
+the frozen raw phrase embeddings (``relift.regpt.losses``).
+
+The shared loop (``relift.train.loop``) writes checkpoints, metrics and TensorBoard logs into
+``--work-dir``; a rerun with the same work dir resumes. At the end the model folder
+``--output`` is written atomically: ``config.json``, ``model.safetensors``, the tokenizer,
+``train_info.json`` (steps, phrase tokens consumed, time, hyperparameters), ``metrics.jsonl``,
+``metrics.csv`` and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from relift.io import LOG, InputError, atomic_dir, require_file, run_cli
+from relift.regpt import data as D
+from relift.train import loop as L
+
+
+def plot_loss(metrics_jsonl: Path, png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [json.loads(x) for x in metrics_jsonl.read_text().splitlines() if x.strip()]
+    tr = [(r["step"], r["loss"]) for r in recs if r["kind"] == "train" and "loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if tr:
+        ax.plot(*zip(*tr), label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+RUN_ONLY = {
+    "output",
+    "work_dir",
+    "stop_after",
+    "progress",
+    "threads",
+    "log_every",
+    "save_every",
+    "keep_last",
+}
+
+
+def fingerprint(args: argparse.Namespace, *inputs) -> dict:
+    """The run's identity for resuming: its hyperparameters and the size/mtime of its inputs."""
+
+    def stamp(p: Path):
+        p = Path(p)
+        files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+        return [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files if f.exists()]
+
+    hp = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in RUN_ONLY
+    }
+    return {"args": hp, "inputs": [stamp(p) for p in inputs if p], "code": code_hash()}
+
+
+def code_hash() -> str:
+    """Hash of the modules that define the training computation: changed code never resumes."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for rel in (
+        "regpt/train.py",
+        "regpt/baseline.py",
+        "regpt/model.py",
+        "regpt/losses.py",
+        "regpt/data.py",
+        "train/loop.py",
+    ):
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def add_data_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("data")
+    g.add_argument("--train", required=True, type=Path, help="training split folder (Arrow)")
+    g.add_argument("--dev", type=Path, help="dev split folder, evaluated every --eval-every steps")
+    g.add_argument(
+        "--dev-chunks",
+        type=int,
+        default=200,
+        help="evenly spaced dev chunks evaluated (0 = no dev evaluation)",
+    )
+    g.add_argument("--max-len", type=int, default=256, help="window length in tokens")
+    g.add_argument("--batch-size", type=int, default=16, help="windows per micro-batch")
+    g.add_argument(
+        "--max-train-chunks", type=int, default=0, help="use the first N chunks (0 = all)"
+    )
+    g.add_argument(
+        "--work-dir",
+        required=True,
+        type=Path,
+        help="checkpoints, metrics and TensorBoard logs (a rerun resumes from here)",
+    )
+    g.add_argument("--output", required=True, type=Path, help="final model folder")
+
+
+def finish_output(output: Path, work_dir: Path, write_model, info: dict, title: str) -> None:
+    """Write the final folder atomically: the model (``write_model(tmp)``), info, metrics, plot."""
+    with atomic_dir(output) as tmp:
+        write_model(tmp)
+        for name in ("metrics.jsonl", "metrics.csv"):
+            if (work_dir / name).exists():
+                shutil.copyfile(work_dir / name, tmp / name)
+        if (tmp / "metrics.jsonl").exists():
+            plot_loss(tmp / "metrics.jsonl", tmp / "loss_curve.png", title)
+        (tmp / "train_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.regpt.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--stage",
+        type=int,
+        choices=(1, 2),
+        required=True,
+        help="1: in-batch negatives (fresh model); 2: hard negatives (needs --init)",
+    )
+    ap.add_argument("--init", type=Path, help="stage 2: the stage-1 model folder")
+    ap.add_argument("--tokenizer", type=Path, help="phrase tokenizer folder (stage 1)")
+    ap.add_argument(
+        "--phrase-embeddings", required=True, type=Path, help="raw phrase embeddings .npy"
+    )
+    ap.add_argument(
+        "--negatives-ids", required=True, type=Path, help="negatives_ids.npy [V, depth]"
+    )
+    ap.add_argument("--negatives-scores", required=True, type=Path, help="negatives_scores.npy")
+    m = ap.add_argument_group("model (stage 1)")
+    m.add_argument("--hidden", type=int, default=256)
+    m.add_argument("--layers", type=int, default=4)
+    m.add_argument("--heads", type=int, default=4)
+    m.add_argument("--intermediate", type=int, default=688)
+    m.add_argument("--max-positions", type=int, default=512)
+    m.add_argument("--pretrained-decoder", default="", help="Llama folder/hub name for the decoder")
+    c = ap.add_argument_group("contrastive loss")
+    c.add_argument("--negatives", type=int, default=1, help="pool negatives per position (d)")
+    c.add_argument(
+        "--threshold",
+        type=float,
+        default=0.9,
+        help="false-negative guard: pool entries above this cosine become random phrases",
+    )
+    c.add_argument("--temperature", type=float, default=1.0, help="InfoNCE temperature (1 = none)")
+    add_data_args(ap)
+    L.add_train_args(ap, optimizer="lamb", lr=5e-3)
+    args = ap.parse_args(argv)
+    cfg = L.config_from_args(args, micro_batch_size=args.batch_size)
+    stage = "inbatch" if args.stage == 1 else "hard"
+    if args.stage == 2 and not args.init:
+        raise InputError("--stage 2 needs --init (the stage-1 model folder)")
+    if args.stage == 1 and not args.tokenizer:
+        raise InputError("--stage 1 needs --tokenizer (the phrase tokenizer folder)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from transformers import AutoTokenizer
+
+    from relift.regpt.losses import ReGPTLoss
+    from relift.regpt.model import ReGPT
+
+    tok_dir = args.init if args.stage == 2 else args.tokenizer
+    tok = AutoTokenizer.from_pretrained(str(require_file(tok_dir, "tokenizer folder")))
+    L.seed_everything(cfg.seed)
+    if args.stage == 2:
+        model = ReGPT.from_pretrained(args.init, args.phrase_embeddings).train()
+    else:
+        model = ReGPT.build(
+            args.phrase_embeddings,
+            hidden=args.hidden,
+            layers=args.layers,
+            heads=args.heads,
+            intermediate=args.intermediate,
+            max_positions=args.max_positions,
+            pretrained_decoder=args.pretrained_decoder or None,
+        )
+    if len(tok) != model.num_phrases:
+        raise InputError(
+            f"tokenizer has {len(tok)} entries but the phrase table {model.num_phrases}",
+            path=args.phrase_embeddings,
+        )
+    pool_ids = np.load(require_file(args.negatives_ids, "negatives ids"), mmap_mode="r")
+    pool_scores = np.load(require_file(args.negatives_scores, "negatives scores"), mmap_mode="r")
+    if pool_ids.shape[0] != model.num_phrases or pool_scores.shape != pool_ids.shape:
+        raise InputError(
+            f"negatives pool {pool_ids.shape} / scores {pool_scores.shape} do not match "
+            f"{model.num_phrases} phrases",
+            path=args.negatives_ids,
+        )
+    if args.negatives > pool_ids.shape[1] - 1:
+        raise InputError(
+            f"--negatives {args.negatives} exceeds the pool depth {pool_ids.shape[1]} - 1"
+        )
+    if args.max_len > model.config.max_position_embeddings:
+        raise InputError(
+            f"--max-len {args.max_len} exceeds the model's {model.config.max_position_embeddings}"
+            " positions"
+        )
+
+    texts = D.load_texts(args.train, args.max_train_chunks)
+    wins = D.windows(D.tokenize(texts, tok), args.max_len)
+    LOG.info(
+        "stage %d: %d chunks -> %d windows, %d phrase targets; model %.2fM parameters",
+        args.stage,
+        len(texts),
+        len(wins),
+        D.count_targets(wins),
+        model.num_parameters() / 1e6,
+    )
+    batches = L.BucketedBatches(
+        [len(w) for w in wins],
+        args.batch_size,
+        cfg.seed,
+        lambda idx: D.collate([wins[i] for i in idx], pad_to=8),
+    )
+    loss_fn = ReGPTLoss(
+        stage,
+        pool_ids,
+        pool_scores,
+        model.num_phrases,
+        args.negatives,
+        args.threshold,
+        args.temperature,
+        seed=cfg.seed,
+    )
+
+    eval_fn = None
+    if args.dev and args.dev_chunks:
+        from relift.regpt.evaluate import eval_regpt, pick_chunks, summarize
+
+        dev_texts = pick_chunks(D.load_texts(args.dev), args.dev_chunks)
+        dev_bytes = sum(len(t.encode()) for t in dev_texts)
+        dev_wins = D.windows(D.tokenize(dev_texts, tok), args.max_len)
+
+        def eval_fn(m, step):
+            s = summarize(eval_regpt(m, dev_wins, 32, device=m.phrase_table.device), dev_bytes)
+            return {
+                "dev_acc@1": s["acc@1"],
+                "dev_acc@10": s["acc@10"],
+                "dev_bits_per_byte": s["bits_per_byte"],
+            }
+
+    def export(m, res: L.TrainResult) -> None:
+        info = {
+            "stage": args.stage,
+            "steps": res.step,
+            "tokens": res.tokens,
+            "train_seconds": round(res.train_seconds, 2),
+            "resumed_from": res.resumed_from,
+            "tokens_per_s": res.tokens / max(res.train_seconds, 1e-9),
+            "chunks": len(texts),
+            "windows": len(wins),
+            "parameters": m.num_parameters(),
+            "init_tokens": 0,
+            "last_eval": res.last_metrics,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        }
+        if args.stage == 2:  # tokens of the whole ReGPT training so far (stage 1 + stage 2)
+            prev = args.init / "train_info.json"
+            if prev.exists():
+                info["init_tokens"] = json.loads(prev.read_text()).get("total_tokens", 0)
+        info["total_tokens"] = info["init_tokens"] + res.tokens
+        finish_output(
+            args.output,
+            args.work_dir,
+            lambda tmp: m.save_to(tmp, tok),
+            info,
+            f"ReGPT stage {args.stage}",
+        )
+        LOG.info(
+            "stage %d: %d steps, %d phrase tokens in %.0fs -> %s",
+            args.stage,
+            res.step,
+            res.tokens,
+            res.train_seconds,
+            args.output,
+        )
+
+    L.train(
+        model,
+        loss_fn,
+        batches,
+        cfg,
+        args.work_dir,
+        eval_fn=eval_fn,
+        export_fn=export,
+        fingerprint=fingerprint(
+            args,
+            args.train,
+            args.init and args.init / "model.safetensors",
+            args.phrase_embeddings,
+            args.negatives_ids,
+        ),
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

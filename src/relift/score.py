@@ -1,0 +1,139 @@
+"""Corpus metrics of relift: sacrebleu BLEU, chrF++ and TER, and ROUGE-1/2/Lsum.
+
+* ``bleu``: sacrebleu corpus BLEU with its defaults (13a tokenisation, mixed case, exp smoothing);
+* ``chrf``: chrF++ (``CHRF(word_order=2)``);
+* ``ter``: sacrebleu TER with its defaults;
+* ``rouge``: ROUGE-1/2/Lsum F1 (``rouge-score`` with ``use_stemmer=True``), averaged over lines
+  and times 100; for ROUGE-Lsum a line is split into sentences after ``.``, ``!`` or ``?``
+  followed by a space (the usual one-sentence-per-line preparation).
+
+Each sacrebleu metric is reported as the sacrebleu command line does with ``-f json``
+(``name``, ``score`` rounded to ``width`` decimals, ``signature``, and ``verbose_score`` for
+BLEU), so ``relift score`` and ``sacrebleu REF -i HYP -m bleu chrf ter --chrf-word-order 2
+-f json -w 2`` print the same numbers and signatures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+from relift.io import InputError, _lines, require_file
+
+METRICS = ("bleu", "chrf", "ter", "rouge")
+DEFAULT_METRICS = ("bleu", "chrf", "ter")
+
+
+def read_lines(path: str | os.PathLike, what: str) -> list[str]:
+    path = require_file(path, what)
+    return [line for _, line in _lines(path)]
+
+
+def _sacrebleu_metric(name: str):
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    return {"bleu": BLEU, "chrf": lambda: CHRF(word_order=2), "ter": TER}[name]()
+
+
+def _sentences(text: str) -> str:
+    return "\n".join(s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s)
+
+
+def rouge(hyps: Sequence[str], refs: Sequence[str], width: int = 2) -> dict:
+    from rouge_score import rouge_scorer
+
+    types = ("rouge1", "rouge2", "rougeLsum")
+    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=True)
+    sums = {t: [0.0, 0.0, 0.0] for t in types}
+    for h, r in zip(hyps, refs, strict=True):
+        s = scorer.score(_sentences(r), _sentences(h))
+        for t in types:
+            sums[t][0] += s[t].precision
+            sums[t][1] += s[t].recall
+            sums[t][2] += s[t].fmeasure
+    n = max(1, len(hyps))
+    return {
+        t: {
+            "precision": round(100 * p / n, width),
+            "recall": round(100 * rc / n, width),
+            "score": round(100 * f / n, width),
+        }
+        for t, (p, rc, f) in sums.items()
+    } | {"signature": "rouge-score|stemmer:porter|lsum-split:[.!?]"}
+
+
+def score(
+    hyps: Sequence[str],
+    refs: Sequence[str],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    width: int = 2,
+) -> dict:
+    """Corpus scores of aligned hypothesis and reference lines."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise InputError(
+            f"unknown metric(s) {', '.join(unknown)}; expected some of {', '.join(METRICS)}"
+        )
+    if len(hyps) != len(refs):
+        raise InputError(
+            f"{len(hyps)} hypotheses but {len(refs)} references (one line each, aligned)"
+        )
+    if not hyps:
+        raise InputError("no lines to score")
+    out: dict = {"lines": len(hyps)}
+    for m in metrics:
+        if m == "rouge":
+            out["rouge"] = rouge(hyps, refs, width)
+            continue
+        metric = _sacrebleu_metric(m)
+        res = metric.corpus_score(list(hyps), [list(refs)])
+        rec = {
+            "name": res.name,
+            "score": round(res.score, width),
+            "signature": str(metric.get_signature()),
+        }
+        if m == "bleu":
+            rec["verbose_score"] = (
+                res.format(width=width, score_only=False).split(" = ", 1)[1].split(" ", 1)[1]
+            )
+        out[m] = rec
+    return out
+
+
+def score_files(
+    hyp_path: str | os.PathLike,
+    ref_path: str | os.PathLike,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    width: int = 2,
+    ref_field: str | None = None,
+) -> dict:
+    """Score two aligned files; with ``ref_field`` the references come from that field of a
+    JSONL file (e.g. a task split's ``trg``)."""
+    hyps = read_lines(hyp_path, "hypothesis file")
+    if ref_field:
+        from relift.io import read_jsonl
+
+        refs = [rec[ref_field] for _, rec in read_jsonl(ref_path, (ref_field,))]
+    else:
+        refs = read_lines(ref_path, "reference file")
+    if len(hyps) != len(refs):
+        raise InputError(
+            f"hypothesis file has {len(hyps)} lines but the reference file {ref_path} has "
+            f"{len(refs)}; they must be aligned line by line",
+            path=hyp_path,
+        )
+    return score(hyps, refs, metrics, width)
+
+
+def parse_metrics(spec: str) -> list[str]:
+    out = [m.strip().lower() for m in spec.split(",") if m.strip()]
+    if not out:
+        raise InputError("--metrics names no metric")
+    unknown = [m for m in out if m not in METRICS]
+    if unknown:
+        raise InputError(
+            f"unknown metric(s) {', '.join(unknown)} in --metrics; expected some of "
+            f"{', '.join(METRICS)}"
+        )
+    return out

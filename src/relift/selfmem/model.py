@@ -1,0 +1,640 @@
+"""The Selfmem retrieval-augmented generator: one encoder-decoder, three architectures.
+
+``arch`` (one config key) picks how the memory reaches the model:
+
+* ``vanilla``: a plain encoder-decoder over the source; the memory is ignored.
+* ``joint`` (the paper's "concate"): one encoder over the text pair ``source </s> memory``
+  (``<s> source </s> memory </s>`` with this project's tokenizer), truncated longest-first to
+  ``max_source_length + max_memory_length`` tokens.
+* ``dual`` (the paper's "separate"): the SAME encoder runs twice, over the source and over the
+  memory; every decoder layer gets an extra cross-attention block over the memory states
+  (self-attention -> source cross-attention -> memory cross-attention -> feed-forward, each
+  post-norm like BART). ``model.generate(input_ids, attention_mask, memory_input_ids=...,
+  memory_attention_mask=...)`` works with HF beam search: the memory is encoded with the source,
+  carried in the encoder outputs (so generate expands it for the beams) and its per-layer
+  keys/values are cached beside the source cross-attention cache.
+
+The models are transformers' BART classes (``BartForConditionalGeneration`` from a ``BartConfig``
+built from scratch for the embedded default; a pretrained BART/Marian/... seq2seq folder or hub
+name for vanilla and joint, a BART-family one for dual). :class:`Generator` bundles model,
+tokenizer and the Selfmem settings; it saves to and loads from one folder (``selfmem.json``
+next to the transformers files).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, BartConfig, BartForConditionalGeneration
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.models.bart.modeling_bart import (
+    BartAttention,
+    BartDecoder,
+    BartDecoderLayer,
+    BartModel,
+    shift_tokens_right,
+)
+
+from relift.io import InputError
+
+ARCHS = ("vanilla", "joint", "dual")
+SPEC_FILE = "selfmem.json"
+_CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+_ATTN_CACHE_KW = (
+    "cache" if "cache" in inspect.signature(BartAttention.forward).parameters else "past_key_values"
+)
+
+
+# --------------------------------------------------------------------------- dual architecture
+class DualBartConfig(BartConfig):
+    model_type = "relift_dual_bart"
+
+
+@dataclass
+class DualEncoderOutput(BaseModelOutput):
+    """Encoder states of the source (``last_hidden_state``) and of the memory."""
+
+    memory_last_hidden_state: torch.Tensor | None = None
+    memory_attention_mask: torch.Tensor | None = None
+
+
+def _cross_mask(mask: torch.Tensor | None, tgt_len: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, S) 0/1 padding mask -> (B, 1, T, S) additive mask."""
+    if mask is None:
+        return None
+    m = mask[:, None, None, :].to(dtype)
+    return ((1.0 - m) * torch.finfo(dtype).min).expand(-1, 1, tgt_len, -1)
+
+
+def _causal_mask(mask: torch.Tensor, tgt_len: int, past: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, past + T) 0/1 mask -> (B, 1, T, past + T) additive causal mask."""
+    src_len = past + tgt_len
+    q = torch.arange(tgt_len, device=mask.device)[:, None] + past
+    k = torch.arange(src_len, device=mask.device)[None, :]
+    allowed = (k <= q)[None, None] & mask[:, None, None, :].bool()
+    return torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min
+    )
+
+
+class DualDecoderLayer(BartDecoderLayer):
+    """BART decoder layer with a memory cross-attention block after the source cross-attention."""
+
+    def __init__(self, config: BartConfig, layer_idx: int | None = None):
+        super().__init__(config, layer_idx=layer_idx)
+        self.memory_attn = BartAttention(
+            self.embed_dim,
+            config.decoder_attention_heads,
+            dropout=config.attention_dropout,
+            is_decoder=True,
+            config=config,
+            layer_idx=layer_idx,
+        )
+        self.memory_attn_layer_norm = nn.LayerNorm(self.embed_dim)
+
+    def _block(self, attn, norm, hidden, kv, mask, cache):
+        residual = hidden
+        out, _ = attn(hidden, key_value_states=kv, attention_mask=mask, **{_ATTN_CACHE_KW: cache})
+        out = nn.functional.dropout(out, p=self.dropout, training=self.training)
+        return norm(residual + out)
+
+    def forward(
+        self,
+        hidden_states,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        memory_hidden_states=None,
+        memory_attention_mask=None,
+        cache=None,
+        memory_cache=None,
+        **kwargs,
+    ):
+        h = self._block(
+            self.self_attn, self.self_attn_layer_norm, hidden_states, None, attention_mask, cache
+        )
+        h = self._block(
+            self.encoder_attn,
+            self.encoder_attn_layer_norm,
+            h,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            cache,
+        )
+        if memory_hidden_states is not None:
+            h = self._block(
+                self.memory_attn,
+                self.memory_attn_layer_norm,
+                h,
+                memory_hidden_states,
+                memory_attention_mask,
+                memory_cache,
+            )
+        residual = h
+        h = self.activation_fn(self.fc1(h))
+        h = nn.functional.dropout(h, p=self.activation_dropout, training=self.training)
+        h = self.fc2(h)
+        h = nn.functional.dropout(h, p=self.dropout, training=self.training)
+        return self.final_layer_norm(residual + h)
+
+
+class DualDecoder(BartDecoder):
+    """BART decoder whose layers also attend to the memory states."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList(
+            [DualDecoderLayer(config, layer_idx=i) for i in range(config.decoder_layers)]
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        memory_hidden_states=None,
+        memory_attention_mask=None,
+        cache=None,
+        use_cache=None,
+        **kwargs,
+    ):
+        if cache is None:
+            cache = kwargs.get("past_key_values")
+        embeds = self.embed_tokens(input_ids)
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(
+                DynamicCache(config=self.config), DynamicCache(config=self.config)
+            )
+        memory_cache = None
+        if cache is not None:
+            # the memory cross-attention keys/values live in a second cache hung on the first one;
+            # beams of one example share them, so beam reordering never needs to touch them
+            memory_cache = getattr(cache, "_relift_memory_cache", None)
+            if memory_cache is None:
+                memory_cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+                cache._relift_memory_cache = memory_cache
+        bsz, tgt_len = embeds.shape[:2]
+        past = cache.get_seq_length() if cache is not None else 0
+        if attention_mask is None:
+            attention_mask = torch.ones(bsz, past + tgt_len, device=embeds.device, dtype=torch.long)
+        dtype = embeds.dtype
+        self_mask = _causal_mask(attention_mask, tgt_len, past, dtype)
+        enc_mask = _cross_mask(encoder_attention_mask, tgt_len, dtype)
+        mem_mask = _cross_mask(memory_attention_mask, tgt_len, dtype)
+        position_ids = torch.arange(tgt_len, device=embeds.device) + past
+        positions = self.embed_positions(input_ids, past, position_ids=position_ids).to(
+            embeds.device
+        )
+        h = self.layernorm_embedding(embeds + positions)
+        h = nn.functional.dropout(h, p=self.dropout, training=self.training)
+        for layer in self.layers:
+            h = layer(
+                h,
+                self_mask,
+                encoder_hidden_states,
+                enc_mask,
+                memory_hidden_states,
+                mem_mask,
+                cache=cache,
+                memory_cache=memory_cache,
+            )
+        return h, cache
+
+
+class DualBartModel(BartModel):
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.decoder = DualDecoder(config)
+        self.post_init()
+
+    def encode(
+        self, input_ids, attention_mask, memory_input_ids, memory_attention_mask
+    ) -> DualEncoderOutput:
+        """Run the shared encoder over the source and over the memory."""
+        if memory_input_ids is None:
+            raise ValueError(
+                "the dual generator needs memory_input_ids (and memory_attention_mask)"
+            )
+        if memory_attention_mask is None:
+            memory_attention_mask = memory_input_ids.ne(self.config.pad_token_id).long()
+        src = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mem = self.encoder(
+            input_ids=memory_input_ids, attention_mask=memory_attention_mask
+        ).last_hidden_state
+        return DualEncoderOutput(
+            last_hidden_state=src,
+            memory_last_hidden_state=mem,
+            memory_attention_mask=memory_attention_mask,
+        )
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        memory_input_ids=None,
+        memory_attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache=None,
+        use_cache=None,
+        **kwargs,
+    ):
+        if encoder_outputs is None:
+            encoder_outputs = self.encode(
+                input_ids, attention_mask, memory_input_ids, memory_attention_mask
+            )
+        memory = getattr(encoder_outputs, "memory_last_hidden_state", None)
+        if memory is None:
+            raise ValueError("dual generator: encoder_outputs lack the memory states")
+        h, cache = self.decoder(
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs.last_hidden_state,
+            attention_mask,
+            memory,
+            encoder_outputs.memory_attention_mask,
+            cache=cache if cache is not None else kwargs.get("past_key_values"),
+            use_cache=use_cache,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=h,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            **{_CACHE_FIELD: cache},
+        )
+
+
+class DualBartForConditionalGeneration(BartForConditionalGeneration):
+    """BART with a dual (source + memory) encoder pass and memory cross-attention."""
+
+    config_class = DualBartConfig
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.model = DualBartModel(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        memory_input_ids=None,
+        memory_attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache=None,
+        labels=None,
+        use_cache=None,
+        **kwargs,
+    ):
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        out = self.model(
+            input_ids,
+            attention_mask,
+            memory_input_ids,
+            memory_attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(out.last_hidden_state) + self.final_logits_bias.to(
+            out.last_hidden_state.device
+        )
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(
+                logits.view(-1, logits.size(-1)), labels.to(logits.device).view(-1)
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            encoder_last_hidden_state=out.encoder_last_hidden_state,
+            **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)},
+        )
+
+    def _encode_for_generation(self, inputs_tensor, model_kwargs):
+        mem_ids = model_kwargs.pop("memory_input_ids", None)
+        mem_mask = model_kwargs.pop("memory_attention_mask", None)
+        model_kwargs["encoder_outputs"] = self.model.encode(
+            inputs_tensor, model_kwargs.get("attention_mask"), mem_ids, mem_mask
+        )
+        return model_kwargs
+
+    # transformers >= 5.2x name, and the older one
+    def _prepare_text_encoder_decoder_kwargs_for_generation(
+        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
+    ):
+        return self._encode_for_generation(inputs_tensor, model_kwargs)
+
+    def _prepare_encoder_decoder_kwargs_for_generation(
+        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
+    ):
+        return self._encode_for_generation(inputs_tensor, model_kwargs)
+
+
+try:  # let AutoConfig / AutoModelForSeq2SeqLM open saved dual generators
+    AutoConfig.register(DualBartConfig.model_type, DualBartConfig)
+    AutoModelForSeq2SeqLM.register(DualBartConfig, DualBartForConditionalGeneration)
+except ValueError:  # already registered (module reloaded)
+    pass
+
+
+# --------------------------------------------------------------------------- generator bundle
+@dataclass
+class GeneratorSpec:
+    """The Selfmem settings saved with a generator (``selfmem.json``)."""
+
+    arch: str = "joint"
+    max_source_length: int = 128
+    max_memory_length: int = 128
+    max_target_length: int = 128
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise InputError(
+                f"unknown arch {self.arch!r}; expected one of {', '.join(ARCHS)}", field="arch"
+            )
+        for k in ("max_source_length", "max_memory_length", "max_target_length"):
+            if getattr(self, k) < 4:
+                raise InputError(f"{k} must be at least 4, got {getattr(self, k)}", field=k)
+
+
+@dataclass
+class ModelSize:
+    d_model: int = 256
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    attention_heads: int = 4
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+
+
+def scratch_config(tokenizer, spec: GeneratorSpec, size: ModelSize) -> BartConfig:
+    """A BART config for a from-scratch Transformer with shared, tied embeddings."""
+    if size.d_model % size.attention_heads:
+        raise InputError(
+            f"d_model {size.d_model} is not divisible by attention_heads {size.attention_heads}",
+            field="d_model",
+        )
+    positions = max(spec.max_source_length + spec.max_memory_length, spec.max_target_length) + 8
+    cls = DualBartConfig if spec.arch == "dual" else BartConfig
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return cls(
+        vocab_size=len(tokenizer),
+        d_model=size.d_model,
+        encoder_layers=size.encoder_layers,
+        decoder_layers=size.decoder_layers,
+        encoder_attention_heads=size.attention_heads,
+        decoder_attention_heads=size.attention_heads,
+        encoder_ffn_dim=size.ffn_dim,
+        decoder_ffn_dim=size.ffn_dim,
+        dropout=size.dropout,
+        attention_dropout=size.attention_dropout,
+        activation_dropout=0.0,
+        activation_function="gelu",
+        max_position_embeddings=positions,
+        scale_embedding=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=bos,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=bos,
+        forced_bos_token_id=None,
+        forced_eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+        is_encoder_decoder=True,
+    )
+
+
+class Generator:
+    """A retrieval-augmented generator: model + tokenizer + :class:`GeneratorSpec`."""
+
+    def __init__(self, model, tokenizer, spec: GeneratorSpec):
+        self.model, self.tokenizer, self.spec = model, tokenizer, spec
+        if tokenizer.pad_token_id is None:
+            raise InputError("the tokenizer has no pad token")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_scratch(
+        cls, tokenizer, spec: GeneratorSpec, size: ModelSize | None = None, seed: int = 0
+    ):
+        torch.manual_seed(seed)
+        config = scratch_config(tokenizer, spec, size or ModelSize())
+        model = (
+            DualBartForConditionalGeneration
+            if spec.arch == "dual"
+            else BartForConditionalGeneration
+        )(config)
+        return cls(model, tokenizer, spec)
+
+    @classmethod
+    def from_pretrained_model(cls, name_or_path: str, tokenizer, spec: GeneratorSpec):
+        """Start from a pretrained seq2seq checkpoint (dual: BART-family only; its memory
+        cross-attention starts as a copy of the source cross-attention)."""
+        try:
+            if spec.arch == "dual":
+                config = AutoConfig.from_pretrained(name_or_path)
+                if config.model_type not in ("bart", DualBartConfig.model_type):
+                    raise InputError(
+                        f"the dual architecture needs a BART checkpoint, got model_type "
+                        f"{config.model_type!r}",
+                        path=name_or_path,
+                    )
+                model = DualBartForConditionalGeneration.from_pretrained(name_or_path)
+                if config.model_type == "bart":
+                    for layer in model.model.decoder.layers:
+                        layer.memory_attn.load_state_dict(layer.encoder_attn.state_dict())
+                        layer.memory_attn_layer_norm.load_state_dict(
+                            layer.encoder_attn_layer_norm.state_dict()
+                        )
+            else:
+                model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+        except InputError:
+            raise
+        except Exception as err:
+            raise InputError(
+                f"cannot load pretrained generator: {err}", path=name_or_path
+            ) from None
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        return cls(model, tokenizer, spec)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu"):
+        from relift.selfmem.tokenizer import load_tokenizer
+
+        path = Path(path)
+        spec_path = path / SPEC_FILE
+        if not spec_path.exists():
+            raise InputError(f"not a Selfmem generator folder (no {SPEC_FILE})", path=path)
+        try:
+            spec = GeneratorSpec(**json.loads(spec_path.read_text()))
+        except (TypeError, json.JSONDecodeError) as err:
+            raise InputError(f"bad generator settings: {err}", path=spec_path) from None
+        tokenizer = load_tokenizer(path)
+        cls_ = DualBartForConditionalGeneration if spec.arch == "dual" else AutoModelForSeq2SeqLM
+        model = cls_.from_pretrained(str(path)).to(device)
+        model.eval()
+        return cls(model, tokenizer, spec)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write model, tokenizer and ``selfmem.json`` into ``path`` (an existing folder)."""
+        path = Path(path)
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        (path / SPEC_FILE).write_text(json.dumps(asdict(self.spec), indent=2) + "\n")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ inputs
+    def encode_inputs(
+        self, sources: list[str], memories: list[str] | None
+    ) -> dict[str, torch.Tensor]:
+        """Tokenised, padded encoder inputs for the architecture (tensors on CPU)."""
+        tok, spec = self.tokenizer, self.spec
+        if spec.arch != "vanilla":
+            if memories is None:
+                raise InputError(f"the {spec.arch} generator needs memories")
+            if len(memories) != len(sources):
+                raise InputError(f"{len(memories)} memories for {len(sources)} sources")
+        if spec.arch == "joint":
+            return dict(
+                tok(
+                    sources,
+                    memories,
+                    truncation="longest_first",
+                    max_length=spec.max_source_length + spec.max_memory_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+            )
+        enc = dict(
+            tok(
+                sources,
+                truncation=True,
+                max_length=spec.max_source_length,
+                padding=True,
+                return_tensors="pt",
+            )
+        )
+        if spec.arch == "dual":
+            mem = tok(
+                memories,
+                truncation=True,
+                max_length=spec.max_memory_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            enc["memory_input_ids"] = mem["input_ids"]
+            enc["memory_attention_mask"] = mem["attention_mask"]
+        enc.pop("token_type_ids", None)
+        return enc
+
+    def encode_labels(self, targets: list[str]) -> torch.Tensor:
+        """Target ids padded with -100; a leading decoder-start token is dropped (it is the
+        decoder's first input, not a label)."""
+        start = self.model.config.decoder_start_token_id
+        ids = self.tokenizer(targets, truncation=True, max_length=self.spec.max_target_length + 1)[
+            "input_ids"
+        ]
+        ids = [x[1:] if x and x[0] == start else x[: self.spec.max_target_length] for x in ids]
+        width = max(1, max(len(x) for x in ids))
+        out = torch.full((len(ids), width), -100, dtype=torch.long)
+        for i, x in enumerate(ids):
+            out[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        return out
+
+    def batch(self, sources, memories, targets=None) -> dict[str, torch.Tensor]:
+        enc = self.encode_inputs(sources, memories)
+        if targets is not None:
+            enc["labels"] = self.encode_labels(targets)
+        return enc
+
+    # ------------------------------------------------------------------ generation
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        texts = self.tokenizer.batch_decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        return [" ".join(t.split()) for t in texts]
+
+    def max_new_tokens_for(self, sources: list[str], ratio: float = 2.0, extra: int = 10) -> int:
+        """Output budget of a batch: ``ratio`` x its longest source (in tokens) + ``extra``, at
+        most ``max_target_length`` + 1 (an untrained model never stops by itself)."""
+        longest = max(
+            len(x) for x in self.tokenizer(sources, add_special_tokens=False)["input_ids"]
+        )
+        return max(1, min(self.spec.max_target_length + 1, int(ratio * longest) + extra))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        sources: list[str],
+        memories: list[str] | None,
+        num_beams: int = 5,
+        num_return_sequences: int = 1,
+        max_new_tokens: int | None = None,
+        length_penalty: float = 1.0,
+        max_length_ratio: float = 2.0,
+    ) -> list[list[tuple[str, float]]]:
+        """For every source, ``num_return_sequences`` (text, score) pairs, best first; the score is
+        the beam's length-normalised log-probability (transformers' ``sequences_scores``).
+
+        Without ``max_new_tokens`` the budget is :meth:`max_new_tokens_for` (``max_length_ratio``;
+        0 = always ``max_target_length`` + 1)."""
+        if num_return_sequences > num_beams:
+            raise InputError(
+                f"num_return_sequences ({num_return_sequences}) exceeds num_beams ({num_beams})"
+            )
+        if max_new_tokens is None:
+            max_new_tokens = (
+                self.max_new_tokens_for(sources, max_length_ratio)
+                if max_length_ratio > 0
+                else self.spec.max_target_length + 1
+            )
+        self.model.eval()
+        enc = {k: v.to(self.device) for k, v in self.encode_inputs(sources, memories).items()}
+        out = self.model.generate(
+            **enc,
+            num_beams=num_beams,
+            num_return_sequences=num_return_sequences,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **({"length_penalty": length_penalty, "early_stopping": True} if num_beams > 1 else {}),
+        )
+        texts = self.decode(out.sequences)
+        if num_beams > 1:
+            scores = out.sequences_scores.tolist()
+        else:  # greedy: mean token log-probability
+            logp = torch.stack(out.scores, 1).log_softmax(-1)
+            gen = out.sequences[:, 1 : 1 + logp.size(1)]
+            tok_lp = logp.gather(-1, gen.unsqueeze(-1)).squeeze(-1)
+            keep = gen.ne(self.tokenizer.pad_token_id)
+            scores = ((tok_lp * keep).sum(1) / keep.sum(1).clamp(min=1)).tolist()
+        k = num_return_sequences
+        return [
+            list(zip(texts[i * k : (i + 1) * k], scores[i * k : (i + 1) * k], strict=True))
+            for i in range(len(sources))
+        ]

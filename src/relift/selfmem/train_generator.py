@@ -1,0 +1,351 @@
+"""Train the Selfmem retrieval-augmented generator on (source, memory) -> target.
+
+The model is built from scratch (a small BART-style Transformer with a tokenizer folder from
+``relift.selfmem.tokenizer``) or from ``--pretrained``; ``--arch`` picks vanilla, joint or dual
+(see :mod:`relift.selfmem.model`). Training runs in the shared loop
+(:func:`relift.train.loop.train`: Accelerate, checkpoints and resume, metrics, early stopping)
+with label-smoothed cross-entropy (0.1), an inverse-square-root schedule after a linear warmup
+and gradient clipping. Every ``--eval-every`` updates the model decodes the dev split (beam
+``--eval-beams``) and sacrebleu's corpus BLEU is computed (``--eval-metric rouge``: the mean of
+ROUGE-1/2/Lsum for summarisation); the best checkpoint by that dev score is
+exported to ``--output`` (a generator folder: model, tokenizer, ``selfmem.json``,
+``train_result.json``), and training stops after ``--patience`` evaluations without improvement.
+
+``--work-dir`` keeps the loop's checkpoints and metrics (``metrics.jsonl``/``.csv``,
+TensorBoard); rerunning with the same settings resumes there, changed settings start over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from relift.io import LOG, InputError, atomic_dir, run_cli
+from relift.selfmem.data import Split, load_memory, load_split
+from relift.selfmem.model import ARCHS, Generator, GeneratorSpec, ModelSize
+from relift.train import BucketedBatches, add_train_args, config_from_args, seed_everything, train
+
+
+class TiedSafe(torch.nn.Module):
+    """The generator as the training loop sees it: ``state_dict`` lists every tied tensor
+    (shared embeddings = LM head) once, so that safetensors can save it, and loading tolerates
+    the dropped aliases (they share storage with the kept key)."""
+
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, **kwargs):
+        return self.generator(**kwargs)
+
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        seen, out = set(), type(sd)()
+        for k, v in sd.items():
+            key = (
+                v.untyped_storage().data_ptr(),
+                v.storage_offset(),
+                tuple(v.shape),
+                tuple(v.stride()),
+            )
+            if key not in seen:
+                seen.add(key)
+                out[k] = v
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        res = super().load_state_dict(state_dict, strict=False, assign=assign)
+        if strict and res.unexpected_keys:
+            raise RuntimeError(f"unexpected keys in state dict: {res.unexpected_keys[:5]}")
+        full = super().state_dict()
+        kept = {full[k].untyped_storage().data_ptr() for k in state_dict if k in full}
+        missing = [k for k in res.missing_keys if full[k].untyped_storage().data_ptr() not in kept]
+        if strict and missing:
+            raise RuntimeError(f"missing keys in state dict: {missing[:5]}")
+        return type(res)(missing, res.unexpected_keys)  # tied aliases are not missing
+
+
+def collate_fn(gen: Generator, split: Split, memories: list[str] | None):
+    """``collate(indices)`` for the loop: encoder inputs, decoder inputs and labels."""
+    from transformers.models.bart.modeling_bart import shift_tokens_right
+
+    cfg = gen.model.config
+
+    def collate(idx: list[int]) -> dict:
+        b = gen.batch(
+            [split.sources[i] for i in idx],
+            [memories[i] for i in idx] if memories else None,
+            [split.targets[i] for i in idx],
+        )
+        b["decoder_input_ids"] = shift_tokens_right(
+            b["labels"], cfg.pad_token_id, cfg.decoder_start_token_id
+        )
+        return b
+
+    return collate
+
+
+def make_loss_fn(label_smoothing: float):
+    def loss_fn(model, batch, step):
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        flat, gold = logits.view(-1, logits.size(-1)).float(), labels.view(-1)
+        loss = torch.nn.functional.cross_entropy(
+            flat, gold, ignore_index=-100, label_smoothing=label_smoothing
+        )
+        with torch.no_grad():
+            nll = torch.nn.functional.cross_entropy(flat, gold, ignore_index=-100)
+        return loss, {"tokens": int(labels.ne(-100).sum()), "nll": float(nll)}
+
+    return loss_fn
+
+
+def approx_lengths(gen: Generator, split: Split, memories: list[str] | None) -> list[int]:
+    """Per-example token counts (input + target) for length bucketing."""
+    tok = gen.tokenizer
+    n_src = [len(x) for x in tok(split.sources, add_special_tokens=False)["input_ids"]]
+    n_trg = [len(x) for x in tok(split.targets, add_special_tokens=False)["input_ids"]]
+    n_mem = (
+        [len(x) for x in tok(memories, add_special_tokens=False)["input_ids"]]
+        if memories
+        else [0] * len(split)
+    )
+    return [
+        max(s + (m if gen.spec.arch != "vanilla" else 0), t)
+        for s, m, t in zip(n_src, n_mem, n_trg, strict=True)
+    ]
+
+
+def decode_split(
+    gen: Generator,
+    sources: list[str],
+    memories: list[str] | None,
+    num_beams: int,
+    batch_size: int,
+    max_new_tokens: int | None = None,
+) -> list[str]:
+    """Best hypothesis per source, batched by source length."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    out = [""] * len(sources)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        res = gen.generate(
+            [sources[i] for i in idx],
+            [memories[i] for i in idx] if memories else None,
+            num_beams=num_beams,
+            num_return_sequences=1,
+            max_new_tokens=max_new_tokens,
+        )
+        for i, r in zip(idx, res, strict=True):
+            out[i] = r[0][0]
+    return out
+
+
+def dev_metric(name: str, hyps: list[str], refs: list[str]) -> float:
+    """``bleu``: sacrebleu corpus BLEU; ``rouge``: mean of ROUGE-1/2/Lsum F1 (x100)."""
+    from relift.score import score
+
+    res = score(hyps, refs, [name], width=6)
+    if name == "bleu":
+        return float(res["bleu"]["score"])
+    r = res["rouge"]
+    return (r["rouge1"]["score"] + r["rouge2"]["score"] + r["rougeLsum"]["score"]) / 3
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.selfmem.train_generator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--train", required=True, type=Path, help="training split (JSONL)")
+    ap.add_argument(
+        "--dev", required=True, type=Path, help="dev split (JSONL), for best-checkpoint BLEU"
+    )
+    ap.add_argument(
+        "--train-memory", type=Path, help="memories of the training split (one per line)"
+    )
+    ap.add_argument("--dev-memory", type=Path, help="memories of the dev split")
+    ap.add_argument("--src-field", default="src")
+    ap.add_argument("--trg-field", default="trg")
+    ap.add_argument("--tokenizer", required=True, type=Path, help="tokenizer folder")
+    ap.add_argument("--arch", choices=ARCHS, default="joint")
+    ap.add_argument(
+        "--pretrained", default="", help="start from this seq2seq checkpoint instead of scratch"
+    )
+    ap.add_argument("--d-model", type=int, default=256)
+    ap.add_argument("--encoder-layers", type=int, default=3)
+    ap.add_argument("--decoder-layers", type=int, default=3)
+    ap.add_argument("--attention-heads", type=int, default=4)
+    ap.add_argument("--ffn-dim", type=int, default=1024)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--attention-dropout", type=float, default=0.1)
+    ap.add_argument("--max-source-length", type=int, default=128)
+    ap.add_argument("--max-memory-length", type=int, default=128)
+    ap.add_argument("--max-target-length", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64, help="examples per micro-batch")
+    ap.add_argument("--label-smoothing", type=float, default=0.1)
+    ap.add_argument(
+        "--eval-metric",
+        choices=("bleu", "rouge"),
+        default="bleu",
+        help="dev metric of the best checkpoint: bleu (translation) or rouge (summarisation)",
+    )
+    ap.add_argument(
+        "--eval-beams", type=int, default=1, help="beam size of the dev decoding (1 = greedy)"
+    )
+    ap.add_argument("--eval-batch-size", type=int, default=64)
+    ap.add_argument(
+        "--dev-max-examples",
+        type=int,
+        default=0,
+        help="decode only the first N dev examples (0 = all)",
+    )
+    ap.add_argument(
+        "--work-dir", required=True, type=Path, help="checkpoints and metrics (resumable)"
+    )
+    ap.add_argument("--output", required=True, type=Path, help="generator folder to write")
+    add_train_args(
+        ap,
+        lr=1e-3,
+        scheduler="inverse_sqrt",
+        warmup_steps=200,
+        max_steps=2000,
+        eval_every=250,
+        best_metric="bleu",
+        best_mode="max",
+        patience=4,
+        log_every=50,
+        save_every=250,
+        betas=(0.9, 0.98),
+        weight_decay=0.0,
+        grad_clip=1.0,
+    )
+    args = ap.parse_args(argv)
+    cfg = config_from_args(args)
+    cfg.best_metric, cfg.best_mode = args.eval_metric, "max"
+    if not 0 <= args.label_smoothing < 1:
+        raise InputError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if args.arch != "vanilla" and not (args.train_memory and args.dev_memory):
+        raise InputError(f"the {args.arch} architecture needs --train-memory and --dev-memory")
+
+    from relift.selfmem.tokenizer import load_tokenizer
+
+    t_start = time.time()
+    train_split = load_split(args.train, args.src_field, args.trg_field)
+    dev = load_split(args.dev, args.src_field, args.trg_field)
+    uses_memory = args.arch != "vanilla"
+    train_mem = load_memory(args.train_memory, train_split) if uses_memory else None
+    dev_mem = load_memory(args.dev_memory, dev) if uses_memory else None
+    if args.dev_max_examples:
+        n = args.dev_max_examples
+        dev = Split(dev.path, dev.sources[:n], dev.targets[:n], dev.lines[:n])
+        dev_mem = dev_mem[:n] if dev_mem else None
+
+    # a changed configuration must not resume from the old checkpoints
+    fingerprint = {
+        k: str(v)
+        for k, v in sorted(vars(args).items())
+        if k not in ("output", "work_dir", "progress", "threads", "stop_after", "device")
+    }
+    fp_path = args.work_dir / "run.json"
+    if fp_path.exists() and json.loads(fp_path.read_text()) != fingerprint:
+        LOG.warning(
+            "settings changed since the checkpoints in %s were written: starting over",
+            args.work_dir,
+        )
+        shutil.rmtree(args.work_dir)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    fp_path.write_text(json.dumps(fingerprint, indent=2) + "\n")
+
+    tok = load_tokenizer(args.tokenizer)
+    spec = GeneratorSpec(
+        args.arch, args.max_source_length, args.max_memory_length, args.max_target_length
+    )
+    seed_everything(cfg.seed)
+    if args.pretrained:
+        gen = Generator.from_pretrained_model(args.pretrained, tok, spec)
+    else:
+        size = ModelSize(
+            args.d_model,
+            args.encoder_layers,
+            args.decoder_layers,
+            args.attention_heads,
+            args.ffn_dim,
+            args.dropout,
+            args.attention_dropout,
+        )
+        gen = Generator.from_scratch(tok, spec, size, seed=cfg.seed)
+    n_params = sum(p.numel() for p in gen.model.parameters())
+    LOG.info(
+        "%s generator: %.2fM parameters, %d training pairs, %d dev pairs",
+        args.arch,
+        n_params / 1e6,
+        len(train_split),
+        len(dev),
+    )
+
+    batches = BucketedBatches(
+        approx_lengths(gen, train_split, train_mem),
+        args.batch_size,
+        seed=cfg.seed,
+        collate=collate_fn(gen, train_split, train_mem),
+    )
+
+    def eval_fn(model, step):
+        g = Generator(model.generator, tok, spec)
+        t0 = time.time()
+        hyps = decode_split(g, dev.sources, dev_mem, args.eval_beams, args.eval_batch_size)
+        return {
+            args.eval_metric: dev_metric(args.eval_metric, hyps, dev.targets),
+            "decode_seconds": time.time() - t0,
+        }
+
+    def export_fn(model, result):
+        with atomic_dir(args.output) as tmp:
+            Generator(model.generator, tok, spec).save(tmp)
+            (tmp / "train_result.json").write_text(
+                json.dumps(
+                    {
+                        "arch": args.arch,
+                        "steps": result.step,
+                        "best_step": result.best_step,
+                        "eval_metric": args.eval_metric,
+                        "best_dev": result.best_value,
+                        "stopped_early": result.stopped_early,
+                        "train_seconds": round(result.train_seconds, 1),
+                        "parameters": n_params,
+                        "last_eval": result.last_metrics,
+                        "wall_seconds": round(time.time() - t_start, 1),
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+
+    res = train(
+        TiedSafe(gen.model),
+        make_loss_fn(args.label_smoothing),
+        batches,
+        cfg,
+        args.work_dir,
+        eval_fn=eval_fn,
+        export_fn=export_fn,
+    )
+    LOG.info(
+        "done: %d steps, best dev %s %s at step %d -> %s",
+        res.step,
+        args.eval_metric,
+        f"{res.best_value:.2f}" if res.best_value is not None else "n/a",
+        res.best_step,
+        args.output,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,187 @@
+"""`relift score`: sacrebleu parity, the released Selfmem outputs' BLEU table, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relift import cli
+from relift.score import score
+
+FIXTURE = Path("/work/shared/fixtures/selfmem-jrc-ende-outputs")
+HYPS = [
+    "The cat sat on the mat .",
+    "Das ist ein kleiner Test",
+    "completely wrong",
+    "Open the file now.",
+]
+REFS = [
+    "The cat is sitting on the mat .",
+    "Das ist ein Test",
+    "a different sentence entirely",
+    "Open the file.",
+]
+
+
+def run_relift(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "relift.cli", *args], capture_output=True, text=True
+    )
+
+
+def write(path: Path, lines) -> Path:
+    path.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+def test_equals_sacrebleu_cli(tmp_path):
+    hyp, ref = write(tmp_path / "hyp", HYPS), write(tmp_path / "ref", REFS)
+    if FIXTURE.is_dir():  # real text as well: 80 released hypotheses
+        hyp = write(
+            tmp_path / "hyp2",
+            HYPS + (FIXTURE / "joint_retrieval.hyps").read_text().splitlines()[:80],
+        )
+        ref = write(tmp_path / "ref2", REFS + (FIXTURE / "refs").read_text().splitlines()[:80])
+    ours = run_relift("score", "--hyp", str(hyp), "--ref", str(ref), "--metrics", "bleu,chrf,ter")
+    assert ours.returncode == 0, ours.stderr
+    ours = json.loads(ours.stdout)
+    theirs = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            str(ref),
+            "-i",
+            str(hyp),
+            "-m",
+            "bleu",
+            "chrf",
+            "ter",
+            "--chrf-word-order",
+            "2",
+            "-f",
+            "json",
+            "-w",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    theirs = {d["name"]: d for d in json.loads(theirs.stdout)}
+    for key, name in (("bleu", "BLEU"), ("chrf", "chrF2++"), ("ter", "TER")):
+        assert ours[key]["name"] == name
+        assert ours[key]["score"] == theirs[name]["score"]
+        assert ours[key]["signature"] == theirs[name]["signature"]
+    assert ours["bleu"]["verbose_score"] == theirs["BLEU"]["verbose_score"]
+    assert "tok:13a" in ours["bleu"]["signature"] and "nw:2" in ours["chrf"]["signature"]
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"released Selfmem outputs not found at {FIXTURE}")
+def test_reproduces_released_bleu_table(capsys):
+    expected = {
+        "bm25.memory": 38.89,
+        "random.memory": 1.14,
+        "joint_retrieval.hyps": 58.58,
+        "dual_retrieval.hyps": 58.07,
+        "joint_selfmem.hyps": 60.11,
+        "dual_selfmem.hyps": 59.49,
+    }
+    for name, bleu in expected.items():
+        assert (
+            cli.main(
+                [
+                    "score",
+                    "--hyp",
+                    str(FIXTURE / name),
+                    "--ref",
+                    str(FIXTURE / "refs"),
+                    "--metrics",
+                    "bleu",
+                ]
+            )
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out)["bleu"]["score"] == bleu, name
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"released Selfmem outputs not found at {FIXTURE}")
+def test_reproduces_released_chrf(capsys):
+    assert (
+        cli.main(
+            [
+                "score",
+                "--hyp",
+                str(FIXTURE / "joint_selfmem.hyps"),
+                "--ref",
+                str(FIXTURE / "refs"),
+                "--metrics",
+                "chrf",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["chrf"]["score"] == 73.25
+
+
+def test_line_count_mismatch_is_a_clear_error(tmp_path, capsys):
+    hyp, ref = write(tmp_path / "hyp", HYPS[:3]), write(tmp_path / "ref", REFS)
+    assert cli.main(["score", "--hyp", str(hyp), "--ref", str(ref)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("relift: error:")
+        and "has 3 lines but the reference file" in err
+        and "4" in err
+    )
+    assert cli.main(["score", "--hyp", str(tmp_path / "missing"), "--ref", str(ref)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert (
+        cli.main(["score", "--hyp", str(ref), "--ref", str(ref), "--metrics", "bleu,meteor"]) == 2
+    )
+    assert "unknown metric(s) meteor" in capsys.readouterr().err
+
+
+def test_rouge_and_ref_field(tmp_path, capsys):
+    hyp = write(tmp_path / "hyp", HYPS)
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text(
+        "".join(json.dumps({"src": "x", "trg": r}) + "\n" for r in REFS), encoding="utf-8"
+    )
+    assert (
+        cli.main(
+            [
+                "score",
+                "--hyp",
+                str(hyp),
+                "--ref",
+                str(ref),
+                "--ref-field",
+                "trg",
+                "--metrics",
+                "bleu,rouge",
+                "--output",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "s.json").read_text()) == out
+    assert out["bleu"] == score(HYPS, REFS, ["bleu"])["bleu"]
+    r = out["rouge"]
+    assert set(r) == {"rouge1", "rouge2", "rougeLsum", "signature"}
+    assert 0 < r["rouge2"]["score"] < r["rouge1"]["score"] < 100
+    perfect = score(REFS, REFS, ["rouge"])["rouge"]
+    assert perfect["rouge1"]["score"] == perfect["rougeLsum"]["score"] == 100.0
+
+
+def test_console_script_entry_point():
+    exe = Path(sys.executable).parent / "relift"
+    if not exe.exists():
+        pytest.skip("the relift console script is not installed in this environment")
+    res = subprocess.run([str(exe), "score", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "--metrics" in res.stdout

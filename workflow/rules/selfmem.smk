@@ -1,0 +1,291 @@
+# Selfmem part 1: BM25 memory -> tokenizer -> retrieval-augmented generator (per arch) ->
+# beam candidates, final hypotheses and scores. One `{task}` per entry of selfmem.tasks; the
+# embedded default `tm_ende` reads the en-de translation memory in results/data/tm/.
+# Training checkpoints live in results/selfmem/<task>/work/<arch>/ (not declared outputs), so a
+# rerun resumes (changed settings start over).
+include: "selfmem_common.smk"
+
+
+rule selfmem_bm25:
+    """BM25 memory: the target side of each example's best training hit (self excluded)."""
+    input:
+        code("selfmem/bm25.py", "selfmem/data.py"),
+        train=sm_split("train"),
+        dev=sm_split("dev"),
+        test=sm_split("test"),
+    output:
+        memories=expand(
+            "results/selfmem/{{task}}/memory/bm25/{split}.txt", split=SPLITS
+        ),
+        hits=expand(
+            "results/selfmem/{{task}}/memory/bm25/{split}.hits.jsonl", split=SPLITS
+        ),
+    log:
+        "results/logs/selfmem/{task}/bm25.log",
+    benchmark:
+        "results/benchmarks/selfmem/{task}/bm25.tsv"
+    wildcard_constraints:
+        task=SM_TASK_RE,
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    params:
+        out_dir="results/selfmem/{task}/memory/bm25",
+        src_field=sm_opt("src_field"),
+        trg_field=sm_opt("trg_field"),
+        backend=SM["memory"]["backend"],
+        engine=SM["memory"]["bm25s_engine"],
+        top_k=SM["memory"]["top_k"],
+        max_words=SM["memory"]["max_words"],
+        k1=SM["memory"]["k1"],
+        b=SM["memory"]["b"],
+        es_index=lambda wc: f"{SM['memory']['es_index_prefix']}-{wc.task.lower()}",
+        es_batch_size=SM["memory"]["es_batch_size"],
+        es_max_retries=SM["memory"]["es_max_retries"],
+    shell:
+        "python -m relift.selfmem.bm25 --train {input.train:q} --query train={input.train:q}"
+        " --query dev={input.dev:q} --query test={input.test:q}"
+        " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
+        " --backend {params.backend} --bm25s-engine {params.engine}"
+        " --top-k {params.top_k} --max-words {params.max_words}"
+        " --k1 {params.k1} --b {params.b} --threads {threads}"
+        " --es-index {params.es_index:q} --es-batch-size {params.es_batch_size}"
+        " --es-max-retries {params.es_max_retries} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule selfmem_tokenizer:
+    """Joint byte-level BPE over both sides of the training split (or a pretrained copy)."""
+    input:
+        code("selfmem/tokenizer.py", "selfmem/data.py"),
+        train=sm_split("train"),
+    output:
+        directory("results/selfmem/{task}/tokenizer"),
+    log:
+        "results/logs/selfmem/{task}/tokenizer.log",
+    wildcard_constraints:
+        task=SM_TASK_RE,
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    params:
+        source=lambda wc, input: (
+            sm_flag("--pretrained", SM["tokenizer"]["pretrained"])
+            or sm_flag("--train", input.train)
+        ),
+        src_field=sm_opt("src_field"),
+        trg_field=sm_opt("trg_field"),
+        vocab_size=SM["tokenizer"]["vocab_size"],
+        min_frequency=SM["tokenizer"]["min_frequency"],
+    shell:
+        "RAYON_NUM_THREADS={threads} python -m relift.selfmem.tokenizer {params.source}"
+        " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
+        " --vocab-size {params.vocab_size} --min-frequency {params.min_frequency}"
+        " --output {output:q} > {log:q} 2>&1"
+
+
+rule selfmem_train_generator:
+    """Retrieval-augmented generator (vanilla/joint/dual), best checkpoint by dev score."""
+    input:
+        code(
+            "selfmem/train_generator.py",
+            "selfmem/model.py",
+            "selfmem/data.py",
+            "train/loop.py",
+            "score.py",
+        ),
+        train=sm_split("train"),
+        dev=sm_split("dev"),
+        train_memory="results/selfmem/{task}/memory/bm25/train.txt",
+        dev_memory="results/selfmem/{task}/memory/bm25/dev.txt",
+        tokenizer="results/selfmem/{task}/tokenizer",
+    output:
+        directory("results/selfmem/{task}/generator/{arch}"),
+    log:
+        "results/logs/selfmem/{task}/train_generator_{arch}.log",
+    benchmark:
+        "results/benchmarks/selfmem/{task}/train_generator_{arch}.tsv"
+    wildcard_constraints:
+        task=SM_TASK_RE,
+        arch="vanilla|joint|dual",
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=SM_GEN["gpus"],
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    params:
+        work="results/selfmem/{task}/work/{arch}",
+        memory=sm_memory_flags,
+        src_field=sm_opt("src_field"),
+        trg_field=sm_opt("trg_field"),
+        metric=sm_opt("metric"),
+        pretrained=sm_flag("--pretrained", SM_GEN["pretrained"]),
+        d_model=SM_GEN["d_model"],
+        encoder_layers=SM_GEN["encoder_layers"],
+        decoder_layers=SM_GEN["decoder_layers"],
+        heads=SM_GEN["attention_heads"],
+        ffn_dim=SM_GEN["ffn_dim"],
+        dropout=SM_GEN["dropout"],
+        max_src=SM_GEN["max_source_length"],
+        max_mem=SM_GEN["max_memory_length"],
+        max_trg=SM_GEN["max_target_length"],
+        batch_size=SM_GEN["batch_size"],
+        label_smoothing=SM_GEN["label_smoothing"],
+        lr=SM_GEN["lr"],
+        warmup=SM_GEN["warmup_steps"],
+        max_steps=SM_GEN["max_steps"],
+        grad_clip=SM_GEN["grad_clip"],
+        eval_every=SM_GEN["eval_every"],
+        eval_beams=SM_GEN["eval_beams"],
+        dev_max=SM_GEN["dev_max_examples"],
+        patience=SM_GEN["patience"],
+        seed=SM_GEN["seed"],
+        device=config["device"],
+    shell:
+        "python -m relift.selfmem.train_generator --train {input.train:q} --dev {input.dev:q}"
+        " {params.memory} --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
+        " --tokenizer {input.tokenizer:q} --arch {wildcards.arch}"
+        " {params.pretrained} --d-model {params.d_model}"
+        " --encoder-layers {params.encoder_layers} --decoder-layers {params.decoder_layers}"
+        " --attention-heads {params.heads} --ffn-dim {params.ffn_dim}"
+        " --dropout {params.dropout} --attention-dropout {params.dropout}"
+        " --max-source-length {params.max_src} --max-memory-length {params.max_mem}"
+        " --max-target-length {params.max_trg} --batch-size {params.batch_size}"
+        " --label-smoothing {params.label_smoothing} --lr {params.lr}"
+        " --scheduler inverse_sqrt --warmup-steps {params.warmup}"
+        " --max-steps {params.max_steps} --grad-clip {params.grad_clip}"
+        " --eval-every {params.eval_every} --save-every {params.eval_every}"
+        " --eval-metric {params.metric} --eval-beams {params.eval_beams}"
+        " --dev-max-examples {params.dev_max} --patience {params.patience}"
+        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress"
+        " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
+
+
+rule selfmem_candidates:
+    """Beam candidates (num_return_sequences per input) with BM25 memory."""
+    input:
+        code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
+        generator="results/selfmem/{task}/generator/{arch}",
+        data=lambda wc: SM_TASKS[wc.task][wc.split],
+        memory="results/selfmem/{task}/memory/bm25/{split}.txt",
+    output:
+        jsonl="results/selfmem/{task}/candidates/{arch}/{split}.jsonl",
+        txt="results/selfmem/{task}/candidates/{arch}/{split}.txt",
+    log:
+        "results/logs/selfmem/{task}/candidates_{arch}_{split}.log",
+    benchmark:
+        "results/benchmarks/selfmem/{task}/candidates_{arch}_{split}.tsv"
+    wildcard_constraints:
+        task=SM_TASK_RE,
+        arch="vanilla|joint|dual",
+        split="train|dev|test",
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=SM_CAND["gpus"],
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    params:
+        src_field=sm_opt("src_field"),
+        trg_field=sm_opt("trg_field"),
+        num_beams=SM_CAND["num_beams"],
+        num_return=SM_CAND["num_return_sequences"],
+        batch_size=SM_CAND["batch_size"],
+        max_examples=SM_CAND["max_examples"],
+        device=config["device"],
+    shell:
+        "python -m relift.selfmem.candidates --generator {input.generator:q}"
+        " --data {input.data:q} --memory {input.memory:q}"
+        " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
+        " --num-beams {params.num_beams} --num-return-sequences {params.num_return}"
+        " --batch-size {params.batch_size} --max-examples {params.max_examples}"
+        " --device {params.device} --threads {threads}"
+        " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
+
+
+rule selfmem_hypotheses:
+    """Final hypotheses (beam search, one per input) with BM25 memory."""
+    input:
+        code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
+        generator="results/selfmem/{task}/generator/{arch}",
+        data=lambda wc: SM_TASKS[wc.task][wc.split],
+        memory="results/selfmem/{task}/memory/bm25/{split}.txt",
+    output:
+        jsonl="results/selfmem/{task}/hypotheses/{arch}/{split}.jsonl",
+        txt="results/selfmem/{task}/hypotheses/{arch}/{split}.txt",
+    log:
+        "results/logs/selfmem/{task}/hypotheses_{arch}_{split}.log",
+    benchmark:
+        "results/benchmarks/selfmem/{task}/hypotheses_{arch}_{split}.tsv"
+    wildcard_constraints:
+        task=SM_TASK_RE,
+        arch="vanilla|joint|dual",
+        split="train|dev|test",
+    conda:
+        "../../envs/relift.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=SM_CAND["gpus"],
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    params:
+        src_field=sm_opt("src_field"),
+        trg_field=sm_opt("trg_field"),
+        num_beams=SM_HYP["num_beams"],
+        batch_size=SM_HYP["batch_size"],
+        device=config["device"],
+    shell:
+        "python -m relift.selfmem.candidates --generator {input.generator:q}"
+        " --data {input.data:q} --memory {input.memory:q}"
+        " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
+        " --num-beams {params.num_beams} --num-return-sequences 1"
+        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
+
+
+rule selfmem_score:
+    """Corpus scores of the hypotheses (BLEU/chrF++/TER, or ROUGE for summarisation)."""
+    input:
+        code("score.py", "cli.py"),
+        hyp="results/selfmem/{task}/hypotheses/{arch}/{split}.txt",
+        ref=lambda wc: SM_TASKS[wc.task][wc.split],
+    output:
+        "results/selfmem/{task}/scores/{arch}/{split}.json",
+    log:
+        "results/logs/selfmem/{task}/score_{arch}_{split}.log",
+    wildcard_constraints:
+        task=SM_TASK_RE,
+        arch="vanilla|joint|dual",
+        split="train|dev|test",
+    conda:
+        "../../envs/relift.yaml"
+    params:
+        ref_field=sm_opt("trg_field"),
+        metrics=sm_metrics,
+    shell:
+        "python -m relift.cli score --hyp {input.hyp:q} --ref {input.ref:q}"
+        " --ref-field {params.ref_field:q} --metrics {params.metrics}"
+        " --output {output:q} > {log:q} 2>&1"
+
+
+rule selfmem_memory_score:
+    """How good the BM25 memory is as a hypothesis by itself (the paper's memory BLEU)."""
+    input:
+        code("score.py", "cli.py"),
+        hyp="results/selfmem/{task}/memory/bm25/{split}.txt",
+        ref=lambda wc: SM_TASKS[wc.task][wc.split],
+    output:
+        "results/selfmem/{task}/scores/bm25_memory/{split}.json",
+    log:
+        "results/logs/selfmem/{task}/score_bm25_memory_{split}.log",
+    wildcard_constraints:
+        task=SM_TASK_RE,
+        split="train|dev|test",
+    conda:
+        "../../envs/relift.yaml"
+    params:
+        ref_field=sm_opt("trg_field"),
+        metrics=sm_metrics,
+    shell:
+        "python -m relift.cli score --hyp {input.hyp:q} --ref {input.ref:q}"
+        " --ref-field {params.ref_field:q} --metrics {params.metrics}"
+        " --output {output:q} > {log:q} 2>&1"
