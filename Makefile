@@ -27,6 +27,8 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/snakemake --profile profiles/local $(ARGS)
+	$(BIN)/snakemake --profile profiles/local $(ARGS) --report results/report.html
+	@echo "report: $(CURDIR)/results/report.html"
 
 test: install
 	$(BIN)/python -m pytest -q

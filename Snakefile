@@ -27,6 +27,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/regpt_phrases.smk"
 include: "workflow/rules/regpt_model.smk"
 include: "workflow/rules/selfmem.smk"
+include: "workflow/rules/selfmem_loop.smk"
 
 
 rule all:

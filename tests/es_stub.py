@@ -83,6 +83,7 @@ class _Index:
         self.pending: dict[str, dict] = {}
         self.docs: dict[str, dict] = {}  # searchable (refreshed), insertion ordered
         self.order: list[str] = []
+        self._stats: dict = {}
 
     def refresh(self):
         for _id, src in self.pending.items():
@@ -91,33 +92,41 @@ class _Index:
             self.docs[_id] = src
         self.pending.clear()
         self.order = [i for i in self.order if i in self.docs]
+        self._stats = {}  # per field: postings, lengths, df (rebuilt lazily after a refresh)
+
+    def _field_stats(self, field: str):
+        if field not in self._stats:
+            postings: dict[str, dict[int, int]] = {}
+            lengths = {}
+            for rank, i in enumerate(self.order):
+                toks = analyze(self.docs[i].get(field, ""))
+                if not toks:
+                    continue  # Lucene's docCount counts documents that have the field
+                lengths[rank] = len(toks)
+                for t in toks:
+                    postings.setdefault(t, {}).setdefault(rank, 0)
+                    postings[t][rank] += 1
+            self._stats[field] = (postings, lengths)
+        return self._stats[field]
 
     def search(self, field: str, text: str, size: int) -> list[tuple[str, float]]:
         q = analyze(text)
-        toks = {i: analyze(self.docs[i].get(field, "")) for i in self.order}
-        with_field = [i for i in self.order if toks[i]]
-        n = len(with_field)
+        postings, lengths = self._field_stats(field)
+        n = len(lengths)
         if not q or n == 0:
             return []
-        avgdl = sum(len(toks[i]) for i in with_field) / n
-        df: dict[str, int] = {}
-        for i in with_field:
-            for t in set(toks[i]):
-                df[t] = df.get(t, 0) + 1
-        scores = []
-        for rank, i in enumerate(with_field):
-            dl = lucene_norm_length(len(toks[i]))
-            norm = self.k1 * (1 - self.b + self.b * dl / avgdl)
-            s = 0.0
-            for t in q:  # a repeated query term counts once per occurrence, as in Lucene
-                tf = toks[i].count(t)
-                if tf:
-                    idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
-                    s += idf * tf / (tf + norm)
-            if s > 0:
-                scores.append((-s, rank, i))
-        scores.sort()
-        return [(i, -s) for s, _, i in scores[:size]]
+        avgdl = sum(lengths.values()) / n
+        scores: dict[int, float] = {}
+        for t in q:  # a repeated query term counts once per occurrence, as in Lucene
+            docs = postings.get(t)
+            if not docs:
+                continue
+            idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
+            for rank, tf in docs.items():
+                norm = self.k1 * (1 - self.b + self.b * lucene_norm_length(lengths[rank]) / avgdl)
+                scores[rank] = scores.get(rank, 0.0) + idf * tf / (tf + norm)
+        best = sorted((-s, rank) for rank, s in scores.items() if s > 0)[:size]
+        return [(self.order[rank], -s) for s, rank in best]
 
 
 class ESStub:

@@ -406,9 +406,8 @@ def test_clis_end_to_end(world, tmp_path):
         ]
     )
     infob = json.loads((out / "b" / "train_info.json").read_text())
-    per_batch = infob["tokens"] / infob["steps"]
     assert infob["target_tokens"] == info2["total_tokens"]
-    assert infob["tokens"] >= info2["total_tokens"] - per_batch  # matched to within a batch
+    assert 0 <= infob["tokens"] - info2["total_tokens"] < 4 * 32  # overshoot < one batch
     for name in ("s1", "s2", "b"):
         extra = common_args(w)[:6] if name != "b" else []
         evaluate.main(

@@ -177,6 +177,36 @@ def test_backends_agree(task, tmp_path, es_env):
             assert a["scores"] == pytest.approx(b["scores"], rel=1e-4)
 
 
+def test_backends_agree_on_fixture_pairs(tmp_path, es_env):
+    """The 60 hand-written UI sentence pairs of tests/fixtures (near-duplicates, as in a TM)."""
+    rows = [
+        line.split("\t")
+        for line in (Path(__file__).parent / "fixtures" / "tm_pairs.tsv")
+        .read_text(encoding="utf-8")
+        .splitlines()
+        if line.strip()
+    ]
+    train = load_split(write_split(tmp_path / "train.jsonl", rows[:50]))
+    dev = load_split(write_split(tmp_path / "dev.jsonl", rows[50:]))
+    mems_a, hits_a = memories_with(
+        bm25.BM25sBackend(engine="numpy"), train, dev, tmp_path / "a", k=5
+    )
+    with ESStub() as es:
+        es_env.setenv(bm25.ENV_URL, es.url)
+        mems_b, hits_b = memories_with(
+            bm25.ElasticsearchBackend("relift-fixture", batch_size=16),
+            train,
+            dev,
+            tmp_path / "b",
+            k=5,
+        )
+    assert mems_a == mems_b
+    for s in ("train", "dev"):
+        for a, b in zip(hits_a[s], hits_b[s], strict=True):
+            assert a["scores"] == pytest.approx(b["scores"], rel=1e-4)
+            assert a["ids"][:1] == b["ids"][:1]
+
+
 def test_index_settings_sent(es_env):
     with ESStub() as es:
         es_env.setenv(bm25.ENV_URL, es.url)

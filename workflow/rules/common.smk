@@ -54,4 +54,5 @@ def all_targets():
         + expand("results/data/tm/{split}.jsonl", split=SPLITS)
         + regpt_model_targets()
         + selfmem_targets()
+        + selfmem_loop_targets()
     )

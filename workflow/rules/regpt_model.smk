@@ -93,6 +93,7 @@ rule regpt_stage2:
         max_len=RM["max_len"],
         batch_size=RG["stage2"]["batch_size"],
         negatives=RG["stage2"]["negatives"],
+        in_device="--in-device" if RG["stage2"]["in_device"] else "--no-in-device",
         threshold=RG["stage2"]["threshold"],
         temperature=RG["stage2"]["temperature"],
         dev_chunks=RG["stage2"]["dev_chunks"],
@@ -105,7 +106,7 @@ rule regpt_stage2:
         " --negatives-scores {input.neg_scores:q} --train {input.train:q} --dev {input.dev:q}"
         " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
         " --max-len {params.max_len} --batch-size {params.batch_size}"
-        " --negatives {params.negatives} --threshold {params.threshold}"
+        " --negatives {params.negatives} {params.in_device} --threshold {params.threshold}"
         " --temperature {params.temperature} {params.loop} --device {params.device}"
         " --threads {threads} --no-progress --work-dir {params.work:q} --output {output:q}"
         " > {log:q} 2>&1"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -33,6 +32,18 @@ def causal_lm_loss(model, batch: dict, step: int):
     labels = batch["labels"].masked_fill(batch["labels"] == D.EOS, IGNORE)
     loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
     return loss, {"tokens": int((labels != IGNORE).sum())}
+
+
+def steps_for_tokens(batches: L.BucketedBatches, wins, target: int, grad_accum: int = 1) -> int:
+    """Fewest optimizer steps whose micro-batches (the loop's deterministic plan, one process)
+    hold at least ``target`` target tokens: the baseline overshoots by less than one step."""
+    total, step, n = 0, 0, len(batches)
+    while total < target:
+        for micro in range(grad_accum):
+            epoch, index = divmod(step * grad_accum + micro, n)
+            total += sum(len(wins[j]) - 1 for j in batches.epoch_plan(epoch)[index])
+        step += 1
+    return max(1, step)
 
 
 def target_tokens(args) -> int:
@@ -81,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         args.seed,
         lambda idx: D.collate([wins[i] for i in idx], pad_to=8),
     )
+    steps = steps_for_tokens(batches, wins, target, args.grad_accum)
     per_batch = D.count_targets(wins) / len(batches)
-    steps = max(1, math.ceil(target / (per_batch * args.grad_accum)))
     cfg = L.config_from_args(args, max_steps=steps, micro_batch_size=args.batch_size)
     L.seed_everything(cfg.seed)
     config = llama_config(

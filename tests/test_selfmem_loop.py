@@ -1,0 +1,335 @@
+"""Selfmem loop: Top-B memory beam, augmented memory, pool alignment, the select CLI, and the DAG
+of iterations (snakemake dry runs on an overlay config: iteration k reads iteration k-1)."""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+
+import pytest
+from helpers import ROOT, SNAKEMAKE, overlay
+
+from relift.io import InputError, run_cli
+from relift.selfmem import loop
+from relift.selfmem.loop import Beam, TokenCounter, combine_memory, select_topb
+
+
+# --------------------------------------------------------------------------- Top-B
+def _random_step(rng, n, slots, k):
+    parents = [[Beam(memory=f"m{i}.{s}") for s in range(slots)] for i in range(n)]
+    pools = [[[f"c{i}.{s}.{j}" for j in range(k)] for s in range(slots)] for i in range(n)]
+    scores = [[[rng.random() for _ in range(k)] for _ in range(slots)] for _ in range(n)]
+    return parents, pools, scores
+
+
+@pytest.mark.parametrize("b,slots,k", [(1, 1, 4), (2, 1, 4), (2, 2, 4), (3, 3, 2), (4, 2, 1)])
+def test_topb_keeps_exactly_b_best_children_per_input(b, slots, k):
+    rng = random.Random(b * 100 + slots * 10 + k)
+    parents, pools, scores = _random_step(rng, 7, slots, k)
+    out = select_topb(parents, pools, scores, b)
+    assert len(out) == 7
+    for i, beams in enumerate(out):
+        assert len(beams) == b
+        # every survivor is a candidate of ITS input, from the slot it names
+        for bm in beams:
+            assert bm.selected.startswith(f"c{i}.{bm.parent}.")
+            assert bm.memory == bm.selected  # replace mode
+        # ranked by score, and they are the best children (each slot spawns its top-B)
+        got = [bm.score for bm in beams]
+        assert got == sorted(got, reverse=True)
+        children = sorted(
+            (v for s in range(slots) for v in sorted(scores[i][s], reverse=True)[:b]),
+            reverse=True,
+        )
+        distinct = sorted({bm.memory: bm.score for bm in beams}.values(), reverse=True)
+        assert distinct == children[:b]  # all children distinct here: padding only repeats
+
+
+def test_topb_b1_is_the_argmax_of_the_single_pool():
+    parents = [[Beam("bm25 a")], [Beam("bm25 b")]]
+    pools = [[["a0", "a1", "a2"]], [["b0", "b1"]]]
+    scores = [[[0.1, 0.7, 0.3]], [[2.0, -1.0]]]
+    out = select_topb(parents, pools, scores, 1)
+    assert [[b.memory for b in bs] for bs in out] == [["a1"], ["b0"]]
+
+
+def test_topb_merges_identical_children_and_prefers_distinct_ones():
+    parents = [[Beam("p0"), Beam("p1")]]
+    pools = [[["same", "x"], ["same", "y"]]]
+    scores = [[[0.9, 0.1], [0.8, 0.5]]]
+    out = select_topb(parents, pools, scores, 2)[0]
+    assert [b.memory for b in out] == ["same", "y"]
+    # fewer distinct children than B: the best is repeated, still exactly B
+    out = select_topb([[Beam("p")]], [[["only"]]], [[[0.3]]], 3)[0]
+    assert [b.memory for b in out] == ["only"] * 3
+
+
+def test_topb_ranks_by_the_selector_never_by_references(monkeypatch, tmp_path):
+    """The select step follows the scores even when a reference would disagree, and the CLI
+    never opens a reference: every way to read one raises."""
+
+    def boom(*a, **k):
+        raise AssertionError("the selection read a reference")
+
+    monkeypatch.setattr("relift.selfmem.data.load_split", boom)
+    monkeypatch.setattr(loop, "oracle_scores", boom)
+    monkeypatch.setattr(loop, "delta_scores", boom)
+    # input 0's reference would be "gold 0", but the selector prefers "bad 0"
+    pools = [["gold 0", "bad 0", "meh 0"], ["gold 1", "bad 1", "meh 1"]]
+    scores = [[0.1, 0.9, 0.5], [0.2, 0.3, 0.8]]
+    d = tmp_path
+    loop.write_beams(d / "beams.dev.jsonl", [[Beam("bm25 0")], [Beam("bm25 1")]])
+    loop.write_pools(d / "cands.dev.jsonl", pools)
+    loop.write_scores(d / "scores.dev.jsonl", scores)
+    rc = run_cli(
+        loop.main,
+        [
+            "select", "--beams", f"dev={d / 'beams.dev.jsonl'}",
+            "--candidates", f"dev={d / 'cands.dev.jsonl'}",
+            "--scores", f"dev={d / 'scores.dev.jsonl'}", "--beam-b", "2",
+            "--out-beams", f"dev={d / 'out.beams.jsonl'}",
+            "--out-memory", f"dev={d / 'out.memory.txt'}",
+        ],
+    )  # fmt: skip
+    assert rc == 0
+    assert (d / "out.memory.txt").read_text().splitlines() == ["bad 0", "meh 1"]
+    beams = loop.read_beams(d / "out.beams.jsonl")
+    assert [[b.memory for b in bs] for bs in beams] == [["bad 0", "meh 0"], ["meh 1", "bad 1"]]
+    # the select subcommand has no way to receive references at all
+    with pytest.raises(SystemExit):
+        loop.main(["select", "--data", "dev=x"])
+
+
+def test_select_rejects_scores_of_another_pool(tmp_path, capsys):
+    d = tmp_path
+    loop.write_beams(d / "b.jsonl", [[Beam("m0")], [Beam("m1")]])
+    loop.write_pools(d / "c.jsonl", [["a", "b"], ["c", "d", "e"]])
+    loop.write_scores(d / "s.jsonl", [[0.1, 0.2, 0.3], [0.1, 0.2]])  # swapped lengths
+    rc = run_cli(
+        loop.main,
+        [
+            "select", "--beams", f"dev={d / 'b.jsonl'}", "--candidates", f"dev={d / 'c.jsonl'}",
+            "--scores", f"dev={d / 's.jsonl'}", "--out-beams", f"dev={d / 'o.jsonl'}",
+            "--out-memory", f"dev={d / 'o.txt'}",
+        ],
+    )  # fmt: skip
+    assert rc == 2
+    assert "s.jsonl, line 1, field 'scores': expected 2 scores" in capsys.readouterr().err
+    assert not (d / "o.txt").exists()
+
+
+def test_read_pools_rejects_records_out_of_order(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"id": 0, "candidates": ["a"]}\n{"id": 2, "candidates": ["b"]}\n')
+    with pytest.raises(InputError, match="expected id 1"):
+        loop.read_pools(p)
+    p.write_text('{"id": 0, "candidates": ["a", "b", "c"]}\n')
+    assert loop.read_pools(p, 1, pool_size=2) == [["a", "b"]]
+    with pytest.raises(InputError, match="1 candidate pools but the split has 2"):
+        loop.read_pools(p, 2)
+
+
+def test_oracle_scores_use_the_reference():
+    s = loop.oracle_scores([["x y z", "the cat sat"]], ["the cat sat"])
+    assert s[0][1] == pytest.approx(100.0) and s[0][0] < 1.0
+
+
+# --------------------------------------------------------------------------- augment
+@pytest.fixture(scope="module")
+def bpe_counter():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    text = ["Die Datei wurde nicht gefunden", "Speichern unter", "Einstellungen öffnen"] * 20
+    tok.train_from_iterator(
+        text,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    return TokenCounter(lambda t: tok.encode(t, add_special_tokens=False).offsets)
+
+
+@pytest.mark.parametrize("counter_name", ["whitespace", "bpe"])
+@pytest.mark.parametrize("budget", [3, 7, 12, 40])
+def test_augment_respects_the_budget_and_keeps_the_most_recent_part(
+    counter_name, budget, bpe_counter
+):
+    counter = TokenCounter.whitespace() if counter_name == "whitespace" else bpe_counter
+    mem = "Die Datei wurde nicht gefunden"
+    for k in range(4):  # grow the memory over iterations
+        selected = f"Einstellungen öffnen Speichern unter {k}"
+        full = f"{mem} | {selected}"
+        mem = combine_memory(mem, selected, "augment", " | ", budget, counter)
+        assert counter.count(mem) <= budget
+        assert full.endswith(mem)  # a suffix: the most recent part is kept
+        if counter.count(full) <= budget:
+            assert mem == full
+        if counter.count(selected) <= budget - 1:
+            assert mem.endswith(selected)  # the newest selection survives whole
+        if mem and mem != full:
+            assert full[len(full) - len(mem) - 1] in " |"  # cut at a word boundary
+
+
+def test_replace_and_unlimited_augment():
+    assert combine_memory("old", "new", "replace") == "new"
+    assert combine_memory("old", "new", "augment", " ") == "old new"
+    assert combine_memory("", "new", "augment", " ") == "new"
+    with pytest.raises(InputError):
+        combine_memory("a", "b", "augment", " ", budget=3)  # a budget needs a tokenizer
+    with pytest.raises(InputError):
+        combine_memory("a", "b", "append")
+
+
+def test_select_cli_augments_within_the_generator_budget(tmp_path):
+    d = tmp_path
+    gen = d / "gen"
+    gen.mkdir()
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(gen / "tokenizer.json"))
+    loop.write_beams(d / "b.jsonl", [[Beam("one two three four")]])
+    loop.write_pools(d / "c.jsonl", [["five six", "seven"]])
+    loop.write_scores(d / "s.jsonl", [[1.0, 0.0]])
+    rc = run_cli(
+        loop.main,
+        [
+            "select", "--beams", f"dev={d / 'b.jsonl'}", "--candidates", f"dev={d / 'c.jsonl'}",
+            "--scores", f"dev={d / 's.jsonl'}", "--memory-mode", "augment", "--budget", "4",
+            "--tokenizer", str(gen), "--separator", " ",
+            "--out-beams", f"dev={d / 'o.jsonl'}", "--out-memory", f"dev={d / 'o.txt'}",
+        ],
+    )  # fmt: skip
+    assert rc == 0
+    assert (d / "o.txt").read_text() == "three four five six\n"
+
+
+# --------------------------------------------------------------------------- the DAG
+def _dry_run(tmp_path, iterations: int) -> dict:
+    """Jobs of a dry run of the loop report on a small overlay task (nothing exists yet, so
+    every job is planned): ``{(rule, wildcards): (inputs, outputs)}``."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for s in ("train", "dev", "test"):
+        (data / f"{s}.jsonl").write_text('{"src": "a b", "trg": "c d"}\n')
+    cfg = overlay(
+        tmp_path,
+        f"loop{iterations}.yaml",
+        f"""selfmem:
+  tasks:
+    t:
+      train: {data / "train.jsonl"}
+      dev: {data / "dev.jsonl"}
+      test: {data / "test.jsonl"}
+  run_tasks: [t]
+  archs: [joint]
+  loop:
+    iterations: {iterations}
+    variants:
+      topaug: {{select: selector, beam_b: 2, memory_mode: augment}}
+      oracle: {{select: oracle}}
+    run_variants: [topaug, oracle]
+""",
+    )
+    r = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(cfg), "-n",
+         "results/selfmem/t/report/loop_scores.csv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    jobs = {}
+    for block in re.split(r"^rule ", out, flags=re.M)[1:]:
+        rule = block.split(":", 1)[0]
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        wc = dict(w.split("=", 1) for w in fields.get("wildcards", "").split(", ") if w)
+        key = (rule, frozenset(wc.items()))
+        jobs[key] = (set(fields.get("input", "").split(", ")), set(fields["output"].split(", ")))
+    return jobs
+
+
+def _short(job) -> tuple:
+    wc = dict(job[1])
+    k = "0" if job[0] == "selfmem_loop_iter0" else wc.get("k")
+    return (job[0], wc.get("variant"), k, wc.get("beam"))
+
+
+def test_iteration_k_reads_iteration_k_minus_1_and_more_iterations_only_add_jobs(tmp_path):
+    jobs2 = _dry_run(tmp_path, 2)
+    producer = {o: job for job, (_, outs) in jobs2.items() for o in outs}
+
+    def upstream(job):
+        return {producer[i] for i in jobs2[job][0] if i in producer}
+
+    short = sorted(_short(j) for j in jobs2)
+    # B = 2: iteration 0 holds one slot (the BM25 memory), later iterations two; the last
+    # iteration's pool is never needed (nothing selects from it)
+    assert [s for s in short if s[0] == "selfmem_loop_candidates"] == [
+        ("selfmem_loop_candidates", "oracle", "1", "0"),
+        ("selfmem_loop_candidates", "topaug", "1", "0"),
+        ("selfmem_loop_candidates", "topaug", "1", "1"),
+    ]
+    for job in jobs2:
+        rule, variant, k, _ = _short(job)
+        if rule != "selfmem_loop_select":
+            continue
+        ups = {_short(u) for u in upstream(job)}
+        loop_ups = {u for u in ups if u[0].startswith("selfmem_loop")}
+        # iteration k reads iteration k-1 and nothing else of the loop
+        assert loop_ups and all(u[1] == variant and u[2] == str(int(k) - 1) for u in loop_ups), (
+            job,
+            ups,
+        )
+        if k == "1":
+            assert ("selfmem_loop_iter0", variant, "0", None) in ups
+            if variant == "topaug":  # iteration 0's pools, scored once by the selector
+                assert ("selfmem_selector_bm25_pools", None, None, None) in ups
+            else:
+                assert ("selfmem_loop_oracle_scores", "oracle", "0", "0") in ups
+        elif variant == "topaug":
+            assert ups >= {
+                ("selfmem_loop_select", "topaug", "1", None),
+                ("selfmem_loop_candidates", "topaug", "1", "0"),
+                ("selfmem_loop_candidates", "topaug", "1", "1"),
+                ("selfmem_loop_selector_scores", "topaug", "1", "0"),
+                ("selfmem_loop_selector_scores", "topaug", "1", "1"),
+            }
+    # the candidates and hypotheses of iteration k decode with iteration k's memory
+    for job in jobs2:
+        rule, variant, k, _ = _short(job)
+        if rule in ("selfmem_loop_candidates", "selfmem_loop_hypotheses"):
+            assert ("selfmem_loop_select", variant, k, None) in {_short(u) for u in upstream(job)}
+    # the generator stays frozen: trained once; the selector too
+    assert sum(j[0] == "selfmem_train_generator" for j in jobs2) == 1
+    assert sum(j[0] == "selfmem_selector_train" for j in jobs2) == 1
+
+    # raising the iteration count only adds jobs: those of iteration 3 and iteration 2's pool
+    # (iteration 3 selects from it); every other job keeps its inputs and outputs
+    jobs3 = _dry_run(tmp_path, 3)
+    assert set(jobs2) <= set(jobs3)
+    assert sorted(_short(j) for j in set(jobs3) - set(jobs2)) == sorted(
+        [
+            ("selfmem_loop_select", "oracle", "3", None),
+            ("selfmem_loop_select", "topaug", "3", None),
+            ("selfmem_loop_hypotheses", "oracle", "3", None),
+            ("selfmem_loop_hypotheses", "topaug", "3", None),
+            ("selfmem_loop_score", "oracle", "3", None),
+            ("selfmem_loop_score", "topaug", "3", None),
+            ("selfmem_loop_candidates", "oracle", "2", "0"),
+            ("selfmem_loop_candidates", "topaug", "2", "0"),
+            ("selfmem_loop_candidates", "topaug", "2", "1"),
+            ("selfmem_loop_selector_scores", "topaug", "2", "0"),
+            ("selfmem_loop_selector_scores", "topaug", "2", "1"),
+            ("selfmem_loop_oracle_scores", "oracle", "2", "0"),
+        ]
+    )
+    for job in jobs2:
+        if job[0] != "selfmem_loop_report":
+            assert jobs2[job] == jobs3[job]

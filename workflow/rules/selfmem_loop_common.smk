@@ -1,0 +1,142 @@
+# Selfmem part 2 settings and helper functions (included by selfmem_loop.smk).
+SM_SEL = SM["selector"]
+SM_LOOP = SM["loop"]
+LOOP_SPLITS = ["dev", "test"]
+LOOP_ARCHS = [a for a in SM_ARCHS if a != "vanilla"]  # vanilla reads no memory
+
+
+def _sm_variant(name):
+    v = SM_LOOP["variants"][name]
+    return {
+        "select": v.get("select", "selector"),
+        "beam_b": v.get("beam_b", SM_LOOP["beam_b"]),
+        "memory_mode": v.get("memory_mode", SM_LOOP["memory_mode"]),
+    }
+
+
+SM_VARIANTS = {name: _sm_variant(name) for name in SM_LOOP["variants"]}
+for _name in SM_LOOP["run_variants"]:
+    if _name not in SM_VARIANTS:
+        raise ValueError(
+            f"selfmem.loop.run_variants names {_name!r}, which selfmem.loop.variants does not "
+            f"define (defined: {', '.join(SM_VARIANTS)})"
+        )
+if SM_LOOP["num_return_sequences"] > SM_CAND["num_return_sequences"]:
+    raise ValueError(
+        "selfmem.loop.num_return_sequences must not exceed selfmem.candidates."
+        "num_return_sequences (iteration 0's pool is the first candidates of part 1's)"
+    )
+SEL_VARIANT_RE = _sm_alternatives(
+    n for n, v in SM_VARIANTS.items() if v["select"] == "selector"
+)
+ORACLE_VARIANT_RE = _sm_alternatives(
+    n for n, v in SM_VARIANTS.items() if v["select"] == "oracle"
+)
+LOOP_ARCH_RE = "joint|dual"
+K_POS = "[1-9][0-9]*"  # iterations >= 1
+
+
+def sm_loop_slots(variant, k):
+    """Memory slots of an iteration: iteration 0 holds the one BM25 memory, later ones B."""
+    return 1 if int(k) == 0 else SM_VARIANTS[variant]["beam_b"]
+
+
+def sm_loop_splits(pattern):
+    """`pattern` (with {split}) for the loop splits, the other wildcards left in place."""
+    return [pattern.replace("{split}", s) for s in LOOP_SPLITS]
+
+
+def sm_loop_prev(wildcards):
+    """Inputs of iteration k's selection: iteration k-1's beams, candidate pools and their
+    scores (a selector variant's iteration-0 pools are scored once, in the selector folder).
+    """
+    prev = int(wildcards.k) - 1
+    v = SM_VARIANTS[wildcards.variant]
+    base = f"results/selfmem/{wildcards.task}/{wildcards.arch}/{wildcards.variant}/iter{prev}"
+    slots = range(sm_loop_slots(wildcards.variant, prev))
+    if v["select"] == "selector" and prev == 0:
+        sel = f"results/selfmem/{wildcards.task}/{wildcards.arch}/selector"
+        scores = {s: [f"{sel}/bm25_pool_scores.{s}.jsonl"] for s in LOOP_SPLITS}
+    else:
+        scores = {
+            s: [f"{base}/beam{b}/cand_scores.{s}.jsonl" for b in slots]
+            for s in LOOP_SPLITS
+        }
+    out = {
+        "beams": [f"{base}/beams.{s}.jsonl" for s in LOOP_SPLITS],
+        "candidates": [
+            f"{base}/beam{b}/candidates.{s}.jsonl" for s in LOOP_SPLITS for b in slots
+        ],
+        "scores": [p for s in LOOP_SPLITS for p in scores[s]],
+    }
+    if v["memory_mode"] == "augment":
+        out["generator"] = (
+            f"results/selfmem/{wildcards.task}/generator/{wildcards.arch}"
+        )
+    return out
+
+
+def sm_loop_select_flags(wildcards, input):
+    """--beams/--candidates/--scores flags of a selection job, slots in order per split."""
+    flags = []
+    for path in input.beams:
+        split = path.rsplit(".", 2)[-2]
+        flags.append(f"--beams {split}={shlex.quote(path)}")
+    for flag, paths in (("--candidates", input.candidates), ("--scores", input.scores)):
+        for path in paths:
+            split = path.rsplit(".", 2)[-2]
+            flags.append(f"{flag} {split}={shlex.quote(path)}")
+    v = SM_VARIANTS[wildcards.variant]
+    if v["memory_mode"] == "augment":
+        budget = SM_LOOP["memory_budget"] or SM_GEN["max_memory_length"]
+        flags.append(f"--budget {budget} --tokenizer {shlex.quote(input.generator)}")
+    flags.append(f"--separator {shlex.quote(SM_LOOP['separator'])}")
+    return " ".join(flags)
+
+
+def sm_split_flags(flag, pattern):
+    """Params function: `flag split=path` for every loop split (pattern with {split})."""
+
+    def fn(wildcards):
+        return " ".join(
+            f"{flag} {s}={shlex.quote(pattern.format(split=s, **dict(wildcards.items())))}"
+            for s in LOOP_SPLITS
+        )
+
+    return fn
+
+
+def sm_data_flags(wildcards):
+    return " ".join(
+        f"--data {s}={shlex.quote(SM_TASKS[wildcards.task][s])}" for s in LOOP_SPLITS
+    )
+
+
+def sm_loop_data(wildcards):
+    return [SM_TASKS[wildcards.task][s] for s in LOOP_SPLITS]
+
+
+def sm_loop_report_inputs(wildcards):
+    return [
+        f"results/selfmem/{wildcards.task}/{arch}/{variant}/iter{k}/{kind}.{split}.json"
+        for arch in LOOP_ARCHS
+        for variant in SM_LOOP["run_variants"]
+        for k in range(SM_LOOP["iterations"] + 1)
+        for kind in ("scores", "memory_scores")
+        for split in LOOP_SPLITS
+    ] + [
+        f"results/selfmem/{wildcards.task}/{arch}/selector/model"
+        for arch in LOOP_ARCHS
+        if any(SM_VARIANTS[v]["select"] == "selector" for v in SM_LOOP["run_variants"])
+    ]
+
+
+def selfmem_loop_targets():
+    """The per-task report of the loop (it pulls in every iteration of every variant)."""
+    if not LOOP_ARCHS or not SM_LOOP["run_variants"]:
+        return []
+    return [
+        f"results/selfmem/{task}/report/loop_{name}"
+        for task in SM_RUN
+        for name in ("scores.csv", "report.html", "bleu.png")
+    ]
