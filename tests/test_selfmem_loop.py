@@ -180,6 +180,7 @@ def test_replace_and_unlimited_augment():
     assert combine_memory("old", "new", "replace") == "new"
     assert combine_memory("old", "new", "augment", " ") == "old new"
     assert combine_memory("", "new", "augment", " ") == "new"
+    assert combine_memory("old", " ", "augment", " ") == "old"  # an empty selection adds nothing
     with pytest.raises(InputError):
         combine_memory("a", "b", "augment", " ", budget=3)  # a budget needs a tokenizer
     with pytest.raises(InputError):

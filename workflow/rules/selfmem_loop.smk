@@ -91,7 +91,7 @@ rule selfmem_selector_train:
         max_length=SM_SEL["max_length"],
         temperature=SM_SEL["temperature"],
         batch_size=SM_SEL["batch_size"],
-        pool_size=SM_SEL["train_num_return_sequences"],
+        dev_pool_size=SM_LOOP["num_return_sequences"],
         lr=SM_SEL["lr"],
         warmup=SM_SEL["warmup_steps"],
         max_steps=SM_SEL["max_steps"],
@@ -109,7 +109,8 @@ rule selfmem_selector_train:
         " --metric {params.metric} --encoder {params.encoder:q} --pooling {params.pooling}"
         " --layers {params.layers} --max-length {params.max_length}"
         " --temperature {params.temperature} --batch-size {params.batch_size}"
-        " --pool-size {params.pool_size} --lr {params.lr} --warmup-steps {params.warmup}"
+        " --dev-pool-size {params.dev_pool_size} --lr {params.lr}"
+        " --warmup-steps {params.warmup}"
         " --max-steps {params.max_steps} --eval-every {params.eval_every}"
         " --save-every {params.eval_every} --dev-max-examples {params.dev_max}"
         " --patience {params.patience} --score-batch-size {params.score_batch_size}"

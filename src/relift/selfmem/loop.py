@@ -308,7 +308,12 @@ def combine_memory(
         return selected
     if mode != "augment":
         raise InputError(f"unknown memory_mode {mode!r}; expected one of {', '.join(MODES)}")
-    text = f"{previous}{separator}{selected}" if previous.strip() else selected
+    if not selected.strip():
+        text = previous  # an empty selection adds nothing
+    elif not previous.strip():
+        text = selected
+    else:
+        text = f"{previous}{separator}{selected}"
     if budget > 0:
         if counter is None:
             raise InputError("augmented memory with a token budget needs the generator tokenizer")

@@ -271,24 +271,22 @@ def cmd_train(args) -> None:
         args.dev_candidates,
         args.src_field,
         args.trg_field,
-        args.pool_size,
+        args.dev_pool_size,
         args.dev_max_examples,
     )
     if not args.dev_max_examples and len(dev_pools) != len(dev_refs):
         raise InputError(
             f"{len(dev_pools)} dev pools for {len(dev_refs)} dev inputs", path=args.dev_candidates
         )
-    targets, keep = [], []
-    for i, (p, r) in enumerate(zip(pools, refs, strict=True)):
-        d = delta_scores(p, r, args.metric)
-        if max(d) - min(d) > 1e-9:
-            keep.append(i)
-            targets.append(target_distribution(d, args.temperature))
+    deltas = [delta_scores(p, r, args.metric) for p, r in zip(pools, refs, strict=True)]
+    keep = [i for i, d in enumerate(deltas) if max(d) - min(d) > 1e-9]
     if not keep:
-        raise InputError(
-            "every training pool has candidates of equal quality: nothing to learn from",
-            path=args.train_candidates,
+        LOG.warning(
+            "every training pool has candidates of equal quality (uniform targets): the "
+            "selector learns nothing useful; is the generator trained?"
         )
+        keep = list(range(len(pools)))
+    targets = [target_distribution(deltas[i], args.temperature) for i in keep]
     LOG.info(
         "selector training: %d pools (%d constant ones left out), dev %d pools",
         len(keep),
@@ -481,7 +479,15 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--max-length", type=int, default=128, help="tokens per (source, candidate)")
     t.add_argument("--temperature", type=float, default=0.5, help="τ of the target softmax")
     t.add_argument("--batch-size", type=int, default=4, help="candidate pools per micro-batch")
-    t.add_argument("--pool-size", type=int, default=0, help="candidates kept per pool (0 = all)")
+    t.add_argument(
+        "--pool-size", type=int, default=0, help="candidates kept per training pool (0 = all)"
+    )
+    t.add_argument(
+        "--dev-pool-size",
+        type=int,
+        default=0,
+        help="candidates kept per dev pool (0 = all): the loop's pool size",
+    )
     t.add_argument("--train-examples", type=int, default=0, help="training pools used (0 = all)")
     t.add_argument(
         "--dev-max-examples",
