@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from helpers import ROOT, fixture_tm_wheels, snakemake
 
 pytestmark = pytest.mark.slow
@@ -32,6 +31,13 @@ GPU_PARTITION = {
     "regpt_generate": "a100", "selfmem_train_generator": "p100", "selfmem_candidates": "p100",
     "selfmem_hypotheses": "p100",
 }
+
+
+# a slice of the tiny DAG that has CPU rules and GPU rules of both partitions (the whole tiny DAG
+# has ~80 jobs; on one 4-CPU test node that would take most of the CI budget)
+TARGETS = ["results/regpt/negatives.tsv", "results/regpt/eval/stage2.json",
+           "results/selfmem/tm_ende/hypotheses/joint/dev.txt",
+           "results/selfmem/tm_ende/candidates/joint/dev.jsonl"]
 
 
 def cluster(cmd: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -82,7 +88,7 @@ def test_tiny_dag_on_slurm_matches_local(slurm, tiny_run, tmp_path):
     wd.mkdir()
     fixture_tm_wheels(wd / "fixture_wheels")
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
-    r = snakemake(wd, "--profile", str(make_test_profile(tmp_path)), timeout=1800, cores=None)
+    r = snakemake(wd, "--profile", str(make_test_profile(tmp_path)), *TARGETS, timeout=1800, cores=None)
     log = r.stdout + r.stderr
     # every job completed, and every GPU rule ran in its partition with a GPU allocated
     deadline = time.time() + 60
@@ -105,10 +111,19 @@ def test_tiny_dag_on_slurm_matches_local(slurm, tiny_run, tmp_path):
             assert "gres/gpu=1" in j["AllocTRES"], (rule, j)
     for rule in ("sotu_corpus", "regpt_tokenizer", "regpt_phrases"):
         assert all(j["Partition"] == "cpu" and "gres/gpu" not in j["AllocTRES"] for j in ran[rule])
-    assert {"regpt_embeddings", "regpt_negatives"} <= set(ran)
+    assert {"regpt_embeddings", "regpt_negatives", "regpt_stage1", "regpt_stage2", "regpt_evaluate",
+            "selfmem_train_generator", "selfmem_candidates", "selfmem_hypotheses"} <= set(ran), set(ran)
     # the artifacts equal those of the local run of the same config
     for rel in ("results/regpt/phrases.npy", "results/regpt/negatives_ids.npy",
-                "results/data/tm/test.jsonl", "results/data/lm/train.jsonl"):
+                "results/data/tm/test.jsonl", "results/data/lm/train.jsonl",
+                "results/selfmem/tm_ende/memory/bm25/dev.txt"):
         assert (wd / rel).read_bytes() == (tiny_run / rel).read_bytes(), rel
     np.testing.assert_allclose(np.load(wd / "results/regpt/phrases_embeddings.npy"),
                                np.load(tiny_run / "results/regpt/phrases_embeddings.npy"), atol=1e-5)
+    import json
+
+    ours = json.loads((wd / "results/regpt/eval/stage2.json").read_text())
+    local = json.loads((tiny_run / "results/regpt/eval/stage2.json").read_text())
+    for key, value in local.items():
+        if isinstance(value, float) and key != "seconds":
+            assert abs(ours[key] - value) <= 1e-3 * max(1.0, abs(value)), (key, ours[key], value)

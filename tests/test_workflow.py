@@ -100,9 +100,33 @@ def test_snakefmt_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-# rules that consume the negatives pool / the embeddings (grows with the ReGPT training rules)
-NEGATIVES_DEPENDANTS: set[str] = set()
-EMBEDDINGS_DEPENDANTS: set[str] = set()
+# rules downstream of the negatives pool / the embeddings (the baseline matches the token count
+# that ReGPT's two stages consumed, so it follows stage 2)
+NEGATIVES_DEPENDANTS = {"regpt_stage1", "regpt_stage2", "regpt_baseline", "regpt_evaluate",
+                        "regpt_generate", "regpt_report"}
+EMBEDDINGS_DEPENDANTS = NEGATIVES_DEPENDANTS
+
+
+def test_stage2_setting_reruns_only_stage2_and_dependants(tiny_run, tmp_path):
+    lr = overlay(tmp_path, "lr.yaml", "regpt:\n  stage2:\n    lr: 0.002\n")
+    jobs = planned_jobs(tiny_run, configfiles=[lr])
+    assert set(jobs) - {"all"} == {"regpt_stage2", "regpt_baseline", "regpt_evaluate",
+                                   "regpt_generate", "regpt_report"}
+    assert jobs["regpt_evaluate"] == 2  # stage 2 and the baseline, not stage 1
+
+
+def test_selector_setting_does_not_retrain_the_generator(tiny_run, tmp_path):
+    sel = overlay(tmp_path, "sel.yaml", "selfmem:\n  selector:\n    lr: 0.0002\n")
+    jobs = set(planned_jobs(tiny_run, configfiles=[sel])) - {"all"}
+    assert "selfmem_selector_train" in jobs
+    assert all(j.startswith(("selfmem_selector_", "selfmem_loop_")) for j in jobs), jobs
+
+
+def test_more_iterations_only_add_new_iterations(tiny_run, tmp_path):
+    it = overlay(tmp_path, "it.yaml", "selfmem:\n  loop:\n    iterations: 3\n")
+    jobs = set(planned_jobs(tiny_run, configfiles=[it])) - {"all"}
+    assert jobs and all(j.startswith("selfmem_loop_") for j in jobs), jobs
+    assert "selfmem_loop_iter0" not in jobs
 
 
 def rulegraph_edges_from_dot(dot: str) -> set[tuple[str, str]]:
