@@ -3,6 +3,7 @@ of iterations (snakemake dry runs on an overlay config: iteration k reads iterat
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import subprocess
@@ -334,3 +335,49 @@ def test_iteration_k_reads_iteration_k_minus_1_and_more_iterations_only_add_jobs
     for job in jobs2:
         if job[0] != "selfmem_loop_report":
             assert jobs2[job] == jobs3[job]
+
+
+# --------------------------------------------------------------------------- report
+def test_report_picks_the_iteration_on_dev_and_labels_the_oracle(tmp_path):
+    import csv
+
+    from relift.score import score
+    from relift.selfmem import report
+
+    refs = ["a b c d", "e f g h"]
+    hyp_by = {  # (variant, k) -> dev hypotheses quality; test prefers another iteration
+        ("sm", 0): (["a b", "e f"], ["a b", "e f"]),
+        ("sm", 1): (["a b c d", "e f g h"], ["a b", "e"]),
+        ("sm", 2): (["a b c", "e f g"], ["a b c d", "e f g h"]),
+        ("orc", 0): (["a b", "e f"], ["a b", "e f"]),
+        ("orc", 1): (["a", "e"], ["a", "e"]),
+        ("orc", 2): (["a b c d", "e f g"], ["a b c d", "e f g"]),
+    }
+    root = tmp_path / "t"
+    for (v, k), (dev, test) in hyp_by.items():
+        d = root / "joint" / v / f"iter{k}"
+        d.mkdir(parents=True)
+        for split, hyps in (("dev", dev), ("test", test)):
+            (d / f"scores.{split}.json").write_text(json.dumps(score(hyps, refs)))
+            (d / f"memory_scores.{split}.json").write_text(json.dumps(score(["a", "e"], refs)))
+    out = tmp_path / "out"
+    rc = run_cli(
+        report.main,
+        [
+            "--root", str(root), "--task", "t", "--archs", "joint",
+            "--variants", "sm=selector:1:replace", "orc=oracle:1:replace", "--iterations", "2",
+            "--output-csv", str(out / "s.csv"), "--output-html", str(out / "r.html"),
+            "--output-png", str(out / "p.png"),
+        ],
+    )  # fmt: skip
+    assert rc == 0
+    rows = list(csv.DictReader((out / "s.csv").open()))
+    assert len(rows) == 2 * 3 * 2
+    chosen = {
+        (r["variant"], r["split"]): r["iteration"] for r in rows if r["chosen_on_dev"] == "True"
+    }
+    assert chosen[("sm", "dev")] == chosen[("sm", "test")] == "1"  # dev decides, not test
+    assert chosen[("orc", "dev")] == "2"
+    html = (out / "r.html").read_text()
+    assert "ORACLE selection (reference; upper bound)" in html and "BM25 memory" in html
+    assert (out / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -124,6 +124,9 @@ def test_tiny_dag_on_slurm_matches_local(slurm, tiny_run, tmp_path):
 
     ours = json.loads((wd / "results/regpt/eval/stage2.json").read_text())
     local = json.loads((tiny_run / "results/regpt/eval/stage2.json").read_text())
+    # trained on CPU with the same seed and thread count: the same model up to float reduction order
     for key, value in local.items():
         if isinstance(value, float) and key != "seconds":
-            assert abs(ours[key] - value) <= 1e-3 * max(1.0, abs(value)), (key, ours[key], value)
+            assert abs(ours[key] - value) <= 1e-2 * max(1.0, abs(value)), (key, ours[key], value)
+        elif key in ("chunks", "tokens", "bytes"):
+            assert ours[key] == value, key

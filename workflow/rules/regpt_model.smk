@@ -48,7 +48,7 @@ rule regpt_stage1:
         loop=loop_flags("stage1"),
         device=config["device"],
     shell:
-        "python -m relift.regpt.train --stage 1 --tokenizer {input.tokenizer:q}"
+        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.train --stage 1 --tokenizer {input.tokenizer:q}"
         " --phrase-embeddings {input.embeddings:q} --negatives-ids {input.neg_ids:q}"
         " --negatives-scores {input.neg_scores:q} --train {input.train:q} --dev {input.dev:q}"
         " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
@@ -101,7 +101,7 @@ rule regpt_stage2:
         loop=loop_flags("stage2"),
         device=config["device"],
     shell:
-        "python -m relift.regpt.train --stage 2 --init {input.init:q}"
+        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.train --stage 2 --init {input.init:q}"
         " --phrase-embeddings {input.embeddings:q} --negatives-ids {input.neg_ids:q}"
         " --negatives-scores {input.neg_scores:q} --train {input.train:q} --dev {input.dev:q}"
         " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
@@ -147,7 +147,7 @@ rule regpt_baseline:
         loop=loop_flags("baseline"),
         device=config["device"],
     shell:
-        "python -m relift.regpt.baseline --base-tokenizer {params.base:q}"
+        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.baseline --base-tokenizer {params.base:q}"
         " --match-tokens {input.regpt:q}/train_info.json --train {input.train:q}"
         " --max-train-chunks {params.max_train_chunks} {params.model}"
         " --max-len {params.max_len} --batch-size {params.batch_size} {params.loop}"
