@@ -131,6 +131,16 @@ def test_read_pools_rejects_records_out_of_order(tmp_path):
         loop.read_pools(p, 2)
 
 
+def test_top1_takes_the_best_candidate_of_each_pool(tmp_path):
+    loop.write_pools(tmp_path / "c.jsonl", [["best 0", "x"], ["best 1", "y", "z"]])
+    rc = run_cli(
+        loop.main,
+        ["top1", "--candidates", f"dev={tmp_path / 'c.jsonl'}",
+         "--output-txt", f"dev={tmp_path / 'h.txt'}"],
+    )  # fmt: skip
+    assert rc == 0 and (tmp_path / "h.txt").read_text() == "best 0\nbest 1\n"
+
+
 def test_oracle_scores_use_the_reference():
     s = loop.oracle_scores([["x y z", "the cat sat"]], ["the cat sat"])
     assert s[0][1] == pytest.approx(100.0) and s[0][0] < 1.0
@@ -271,12 +281,14 @@ def test_iteration_k_reads_iteration_k_minus_1_and_more_iterations_only_add_jobs
         return {producer[i] for i in jobs2[job][0] if i in producer}
 
     short = sorted(_short(j) for j in jobs2)
-    # B = 2: iteration 0 holds one slot (the BM25 memory), later iterations two; the last
-    # iteration's pool is never needed (nothing selects from it)
+    # B = 2: iteration 0 holds one slot (the BM25 memory), later iterations two; of the last
+    # iteration only the best memory's pool is needed (its best candidate is the hypothesis)
     assert [s for s in short if s[0] == "selfmem_loop_candidates"] == [
         ("selfmem_loop_candidates", "oracle", "1", "0"),
+        ("selfmem_loop_candidates", "oracle", "2", "0"),
         ("selfmem_loop_candidates", "topaug", "1", "0"),
         ("selfmem_loop_candidates", "topaug", "1", "1"),
+        ("selfmem_loop_candidates", "topaug", "2", "0"),
     ]
     for job in jobs2:
         rule, variant, k, _ = _short(job)
@@ -303,17 +315,22 @@ def test_iteration_k_reads_iteration_k_minus_1_and_more_iterations_only_add_jobs
                 ("selfmem_loop_selector_scores", "topaug", "1", "0"),
                 ("selfmem_loop_selector_scores", "topaug", "1", "1"),
             }
-    # the candidates and hypotheses of iteration k decode with iteration k's memory
+    # the pools of iteration k decode with iteration k's memory; the hypotheses of iteration k
+    # are the best candidates of its best memory's pool (decoded with the final beam)
     for job in jobs2:
         rule, variant, k, _ = _short(job)
-        if rule in ("selfmem_loop_candidates", "selfmem_loop_hypotheses"):
-            assert ("selfmem_loop_select", variant, k, None) in {_short(u) for u in upstream(job)}
+        ups = {_short(u) for u in upstream(job)}
+        if rule == "selfmem_loop_candidates":
+            assert ("selfmem_loop_select", variant, k, None) in ups
+        if rule == "selfmem_loop_hypotheses":
+            assert ups == {("selfmem_loop_candidates", variant, k, "0")}
     # the generator stays frozen: trained once; the selector too
     assert sum(j[0] == "selfmem_train_generator" for j in jobs2) == 1
     assert sum(j[0] == "selfmem_selector_train" for j in jobs2) == 1
 
-    # raising the iteration count only adds jobs: those of iteration 3 and iteration 2's pool
-    # (iteration 3 selects from it); every other job keeps its inputs and outputs
+    # raising the iteration count only adds jobs: those of iteration 3 and the rest of
+    # iteration 2's pools and their scores (iteration 3 selects from them); every other job
+    # keeps its inputs and outputs
     jobs3 = _dry_run(tmp_path, 3)
     assert set(jobs2) <= set(jobs3)
     assert sorted(_short(j) for j in set(jobs3) - set(jobs2)) == sorted(
@@ -324,8 +341,8 @@ def test_iteration_k_reads_iteration_k_minus_1_and_more_iterations_only_add_jobs
             ("selfmem_loop_hypotheses", "topaug", "3", None),
             ("selfmem_loop_score", "oracle", "3", None),
             ("selfmem_loop_score", "topaug", "3", None),
-            ("selfmem_loop_candidates", "oracle", "2", "0"),
-            ("selfmem_loop_candidates", "topaug", "2", "0"),
+            ("selfmem_loop_candidates", "oracle", "3", "0"),
+            ("selfmem_loop_candidates", "topaug", "3", "0"),
             ("selfmem_loop_candidates", "topaug", "2", "1"),
             ("selfmem_loop_selector_scores", "topaug", "2", "0"),
             ("selfmem_loop_selector_scores", "topaug", "2", "1"),

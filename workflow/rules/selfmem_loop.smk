@@ -408,14 +408,13 @@ rule selfmem_loop_oracle_scores:
 
 
 rule selfmem_loop_hypotheses:
-    """Hypotheses of iteration k: G(x, best memory) with the final beam (one returned)."""
+    """Hypotheses of iteration k: G(x, best memory) with the final beam, one returned. When the
+    pools are decoded with the final beam (loop.num_beams = hypotheses.num_beams, the default),
+    that beam search already ran for slot 0 (the best memory): its best candidate IS the
+    hypothesis and is taken from the pool instead of decoding a second time."""
     input:
+        unpack(sm_loop_hyp_inputs),
         code("selfmem/loop.py", "selfmem/candidates.py", "selfmem/model.py"),
-        generator="results/selfmem/{task}/generator/{arch}",
-        data=sm_loop_data,
-        memory=sm_loop_splits(
-            "results/selfmem/{task}/{arch}/{variant}/iter{k}/memory.{split}.txt"
-        ),
     output:
         sm_loop_splits(
             "results/selfmem/{task}/{arch}/{variant}/iter{k}/hypotheses.{split}.txt"
@@ -431,32 +430,14 @@ rule selfmem_loop_hypotheses:
         k=K_POS,
     conda:
         "../../envs/relift.yaml"
-    threads: config["threads"]
+    threads: 1 if LOOP_HYP_FROM_POOL else config["threads"]
     resources:
-        gpu=SM_CAND["gpus"],
+        gpu=0 if LOOP_HYP_FROM_POOL else SM_CAND["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        data=sm_data_flags,
-        memory=sm_split_flags(
-            "--memory",
-            "results/selfmem/{task}/{arch}/{variant}/iter{k}/memory.{split}.txt",
-        ),
-        outputs=sm_split_flags(
-            "--output-txt",
-            "results/selfmem/{task}/{arch}/{variant}/iter{k}/hypotheses.{split}.txt",
-        ),
-        src_field=sm_opt("src_field"),
-        trg_field=sm_opt("trg_field"),
-        num_beams=SM_HYP["num_beams"],
-        batch_size=SM_HYP["batch_size"],
-        device=config["device"],
+        args=sm_loop_hyp_args,
     shell:
-        "python -m relift.selfmem.loop generate --generator {input.generator:q} {params.data}"
-        " {params.memory} {params.outputs}"
-        " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --num-beams {params.num_beams} --num-return-sequences 1"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
-        " > {log:q} 2>&1"
+        "python -m relift.selfmem.loop {params.args} > {log:q} 2>&1"
 
 
 rule selfmem_loop_score:

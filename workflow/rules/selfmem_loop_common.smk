@@ -33,6 +33,8 @@ ORACLE_VARIANT_RE = _sm_alternatives(
     n for n, v in SM_VARIANTS.items() if v["select"] == "oracle"
 )
 LOOP_ARCH_RE = "joint|dual"
+# the pools are decoded with the final beam: slot 0's best candidate is the hypothesis
+LOOP_HYP_FROM_POOL = SM_LOOP["num_beams"] == SM_HYP["num_beams"]
 K_POS = "[1-9][0-9]*"  # iterations >= 1
 
 
@@ -114,6 +116,46 @@ def sm_data_flags(wildcards):
 
 def sm_loop_data(wildcards):
     return [SM_TASKS[wildcards.task][s] for s in LOOP_SPLITS]
+
+
+def sm_loop_hyp_inputs(wildcards):
+    """Hypotheses of iteration k: slot 0's pool (decoded with the final beam), or a decode of
+    the best memory."""
+    it = "results/selfmem/{task}/{arch}/{variant}/iter{k}".format(
+        **dict(wildcards.items())
+    )
+    if LOOP_HYP_FROM_POOL:
+        return {"pool": [f"{it}/beam0/candidates.{s}.jsonl" for s in LOOP_SPLITS]}
+    return {
+        "generator": f"results/selfmem/{wildcards.task}/generator/{wildcards.arch}",
+        "data": sm_loop_data(wildcards),
+        "memory": [f"{it}/memory.{s}.txt" for s in LOOP_SPLITS],
+    }
+
+
+def sm_loop_hyp_args(wildcards, input, output, threads):
+    """Command line of the hypotheses job (see sm_loop_hyp_inputs)."""
+    outs = " ".join(
+        f"--output-txt {s}={shlex.quote(o)}" for s, o in zip(LOOP_SPLITS, output)
+    )
+    if LOOP_HYP_FROM_POOL:
+        pools = " ".join(
+            f"--candidates {s}={shlex.quote(p)}"
+            for s, p in zip(LOOP_SPLITS, input.pool)
+        )
+        return f"top1 {pools} {outs}"
+    task = SM_TASKS[wildcards.task]
+    mems = " ".join(
+        f"--memory {s}={shlex.quote(p)}" for s, p in zip(LOOP_SPLITS, input.memory)
+    )
+    return (
+        f"generate --generator {shlex.quote(input.generator)} {sm_data_flags(wildcards)}"
+        f" {mems} {outs} --src-field {shlex.quote(task.get('src_field', 'src'))}"
+        f" --trg-field {shlex.quote(task.get('trg_field', 'trg'))}"
+        f" --num-beams {SM_HYP['num_beams']} --num-return-sequences 1"
+        f" --batch-size {SM_HYP['batch_size']} --device {config['device']}"
+        f" --threads {threads}"
+    )
 
 
 def sm_loop_report_inputs(wildcards):

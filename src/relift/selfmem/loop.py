@@ -4,7 +4,9 @@ The generator G is frozen. Iteration 0 is the BM25 memory (part 1); for k >= 1
 
 * ``memory_k``     = the selector's choice among ``candidates_{k-1}`` (``select``),
 * ``candidates_k`` = G(x, memory_k), beam N returning K (``generate``, one job per beam slot),
-* ``hypotheses_k`` = G(x, memory_k), the final beam (5, 1 returned) (``generate``),
+* ``hypotheses_k`` = G(x, memory_k), the final beam (5, 1 returned) (``generate``; when the
+  pools are decoded with the final beam, the best candidate of slot 0's pool is that very
+  hypothesis and ``top1`` takes it instead of decoding again),
 
 and dev and test are scored at every iteration (``score``). Everything in this module except
 ``generate`` is torch-free (the selection, the oracle scores and the scoring are light jobs).
@@ -579,6 +581,19 @@ def cmd_generate(args) -> None:
         )
 
 
+def cmd_top1(args) -> None:
+    """The best (first) candidate of every pool: the hypothesis of a pool decoded with the final
+    beam (the same beam search as a decode returning one sequence)."""
+    cands = _split_map(args.candidates, "--candidates")
+    outs = _split_map(args.output_txt, "--output-txt")
+    for split in _same_splits(
+        {"--candidates": cands, "--output-txt": outs}, ("--candidates", "--output-txt")
+    ):
+        pools = read_pools(cands[split])
+        write_lines(outs[split], [p[0] for p in pools])
+        LOG.info("%s: %d hypotheses (best candidate of each pool)", split, len(pools))
+
+
 def cmd_score(args) -> None:
     """Corpus scores of the hypotheses and of the memory itself, per split."""
     from relift.score import parse_metrics, score
@@ -681,6 +696,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output-jsonl", **many)
     p.add_argument("--output-txt", **many)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("top1", help="hypotheses = the best candidate of each pool")
+    p.add_argument("--candidates", required=True, **many)
+    p.add_argument("--output-txt", required=True, **many)
+    p.set_defaults(func=cmd_top1)
 
     p = sub.add_parser("score", help="corpus scores of hypotheses and memory")
     _common(p)
