@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-source-length", type=int, default=128)
     ap.add_argument("--max-memory-length", type=int, default=128)
     ap.add_argument("--max-target-length", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=64, help="examples per micro-batch")
+    ap.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch")
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument(
         "--eval-metric",
@@ -212,16 +212,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output", required=True, type=Path, help="generator folder to write")
     add_train_args(
         ap,
-        lr=1e-3,
+        lr=2e-3,
         scheduler="inverse_sqrt",
-        warmup_steps=200,
-        max_steps=2000,
-        eval_every=250,
+        warmup_steps=100,
+        max_steps=600,
+        eval_every=200,
         best_metric="bleu",
         best_mode="max",
         patience=4,
         log_every=50,
-        save_every=250,
+        save_every=200,
         betas=(0.9, 0.98),
         weight_decay=0.0,
         grad_clip=1.0,
