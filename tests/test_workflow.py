@@ -116,7 +116,7 @@ def test_stage2_setting_reruns_only_stage2_and_dependants(tiny_run, tmp_path):
 
 
 def test_selector_setting_does_not_retrain_the_generator(tiny_run, tmp_path):
-    sel = overlay(tmp_path, "sel.yaml", "selfmem:\n  selector:\n    lr: 0.0002\n")
+    sel = overlay(tmp_path, "sel.yaml", "selfmem:\n  selector:\n    lr: 0.0005\n")
     jobs = set(planned_jobs(tiny_run, configfiles=[sel])) - {"all"}
     assert "selfmem_selector_train" in jobs
     assert all(j.startswith(("selfmem_selector_", "selfmem_loop_")) for j in jobs), jobs
