@@ -74,3 +74,20 @@ def test_atomic_outputs_leave_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_temporaries_of_a_killed_writer_are_swept(tmp_path):
+    """SIGKILL skips `finally`: the next writer of the same output removes what was left, and
+    nothing of another output."""
+    import tempfile
+
+    stale_file = tempfile.mkstemp(prefix=".out.", suffix=".tmp.npy", dir=tmp_path)[1]
+    stale_dir = tempfile.mkdtemp(prefix=".folder.", suffix=".tmp", dir=tmp_path)
+    other = tempfile.mkstemp(prefix=".out.dev.", suffix=".tmp.npy", dir=tmp_path)[1]  # out.dev.npy's
+    with atomic_path(tmp_path / "out.npy") as tmp:
+        tmp.write_text("whole")
+    with atomic_dir(tmp_path / "folder") as tmp:
+        (tmp / "x").write_text("whole")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["folder", "out.npy", other.rsplit("/", 1)[1]])
+    assert stale_file and stale_dir

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -65,7 +66,22 @@ def _umask() -> int:
     return mask
 
 
+def _sweep_stale(parent: Path, name: str, suffix: str) -> None:
+    """Remove temporaries of ``name`` left by a killed writer (SIGKILL skips ``finally``).
+
+    Only names this module makes for exactly this output match (``mkstemp``/``mkdtemp`` put 8
+    random characters between ``.{name}.`` and ``.tmp{suffix}``); Snakemake runs one job per
+    output, so no live writer can own them."""
+    pat = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp{re.escape(suffix)}$")
+    with contextlib.suppress(OSError):
+        for p in parent.iterdir():
+            if pat.match(p.name):
+                LOG.info("removing %s, left by an interrupted run", p)
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 def _tmp_sibling(path: Path) -> Path:
+    _sweep_stale(path.parent, path.stem, path.suffix)
     # keep the suffix so that np.save & friends do not append another one
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -92,6 +108,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; it replaces ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(path.parent, path.name, "")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:

@@ -26,6 +26,15 @@ if SM_LOOP["num_return_sequences"] > SM_CAND["num_return_sequences"]:
         "selfmem.loop.num_return_sequences must not exceed selfmem.candidates."
         "num_return_sequences (iteration 0's pool is the first candidates of part 1's)"
     )
+for _name, _v in [("selfmem.loop", SM_LOOP)] + [
+    (f"selfmem.loop.variants.{n}", v) for n, v in SM_LOOP["variants"].items()
+]:
+    if _v.get("beam_b", 1) > SM_LOOP["num_return_sequences"]:
+        raise ValueError(
+            f"{_name}.beam_b ({_v['beam_b']}) must not exceed selfmem.loop."
+            f"num_return_sequences ({SM_LOOP['num_return_sequences']}): Top-B keeps B "
+            "children of each memory's candidate pool"
+        )
 SEL_VARIANT_RE = _sm_alternatives(
     n for n, v in SM_VARIANTS.items() if v["select"] == "selector"
 )

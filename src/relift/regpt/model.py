@@ -254,7 +254,16 @@ class ReGPT(nn.Module):
                 path=path,
             )
         model = cls(LlamaConfig(**cfg["llama"]), table, path)
-        state = load_file(str(require_file(folder / WEIGHTS_NAME, "model weights")))
+        weights = require_file(folder / WEIGHTS_NAME, "model weights")
+        state = load_file(str(weights))
+        own = model.state_dict()
+        for name, tensor in state.items():  # a checkpoint of another model size
+            if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+                raise InputError(
+                    f"weights of another model size: {name} has shape {tuple(tensor.shape)} "
+                    f"but {CONFIG_NAME} asks for {tuple(own[name].shape)}",
+                    path=weights,
+                )
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k != "phrase_table"]
         if missing or unexpected:

@@ -473,6 +473,10 @@ def cmd_select(args) -> None:
         },
         ("--beams", "--candidates", "--scores", "--out-beams", "--out-memory"),
     )
+    if args.budget < 0:
+        raise InputError(
+            f"--budget {args.budget}: a memory budget is at least 1 token (0 = no limit)"
+        )
     counter = None
     if args.memory_mode == "augment" and args.budget > 0:
         if not args.tokenizer:
@@ -491,6 +495,16 @@ def cmd_select(args) -> None:
                 f"{len(cands[split])} --candidates and {len(scores[split])} --scores files"
             )
         slot_pools = [read_pools(p, len(parents)) for p in cands[split]]
+        for path, sp in zip(cands[split], slot_pools, strict=True):
+            for i, pool in enumerate(sp):
+                if len(pool) < args.beam_b:
+                    raise InputError(
+                        f"Top-B {args.beam_b} is larger than the {len(pool)} candidates of "
+                        f"this pool (B must not exceed num_return_sequences)",
+                        path=path,
+                        line=i + 1,
+                        field="candidates",
+                    )
         slot_scores = [read_scores(s, sp) for s, sp in zip(scores[split], slot_pools, strict=True)]
         pools = [[slot_pools[s][i] for s in range(n_slots)] for i in range(len(parents))]
         sc = [[slot_scores[s][i] for s in range(n_slots)] for i in range(len(parents))]

@@ -358,6 +358,29 @@ except ValueError:  # already registered (module reloaded)
 
 
 # --------------------------------------------------------------------------- generator bundle
+def _shape_mismatch(path: Path, cls_) -> str | None:
+    """The first tensor of ``model.safetensors`` whose shape differs from what ``config.json``
+    builds (a checkpoint of another model size), as a message; None when all agree."""
+    try:
+        from safetensors import safe_open
+
+        config = AutoConfig.from_pretrained(str(path))
+        with torch.device("meta"):
+            model = cls_.from_config(config) if hasattr(cls_, "from_config") else cls_(config)
+        own = model.state_dict()
+        with safe_open(str(path / "model.safetensors"), "pt") as fh:
+            for name in fh.keys():
+                got = tuple(fh.get_slice(name).get_shape())
+                if name in own and tuple(own[name].shape) != got:
+                    return (
+                        f"model.safetensors holds weights of another model size: {name} has "
+                        f"shape {got} but config.json asks for {tuple(own[name].shape)}"
+                    )
+    except Exception:  # noqa: BLE001 - only a better message is at stake
+        return None
+    return None
+
+
 @dataclass
 class GeneratorSpec:
     """The Selfmem settings saved with a generator (``selfmem.json``)."""
@@ -492,8 +515,15 @@ class Generator:
             raise InputError(f"bad generator settings: {err}", path=spec_path) from None
         tokenizer = load_tokenizer(path)
         cls_ = DualBartForConditionalGeneration if spec.arch == "dual" else AutoModelForSeq2SeqLM
-        model = cls_.from_pretrained(str(path)).to(device)
-        model.eval()
+        mismatch = _shape_mismatch(path, cls_)  # before transformers' long load report
+        if mismatch:
+            raise InputError(f"cannot load the generator weights: {mismatch}", path=path)
+        try:
+            model = cls_.from_pretrained(str(path))
+        except (OSError, RuntimeError, ValueError) as err:
+            detail = str(err).strip().splitlines()[0][:300]
+            raise InputError(f"cannot load the generator weights: {detail}", path=path) from None
+        model.to(device).eval()
         return cls(model, tokenizer, spec)
 
     def save(self, path: str | os.PathLike) -> None:
