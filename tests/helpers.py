@@ -15,14 +15,31 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
-def snakemake(workdir: Path, *args: str, configfiles=(), check: bool = True, timeout: int = 1500,
-              cores: int | None = 2):
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfiles=(),
+    check: bool = True,
+    timeout: int = 1500,
+    cores: int | None = 2,
+):
     """Run the real snakemake CLI on the tiny config (plus overlays) in ``workdir``."""
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *(["--cores", str(cores)] if cores else []),
-           "--configfile", str(TINY), *map(str, configfiles), *args]
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        *(["--cores", str(cores)] if cores else []),
+        "--configfile",
+        str(TINY),
+        *map(str, configfiles),
+        *args,
+    ]
     r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
-        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}"
+        )
     return r
 
 
@@ -84,5 +101,7 @@ def fixture_tm_wheels(folder: Path) -> Path:
             en, de = line.split("\t")
             pairs[en] = de
     folder.mkdir(parents=True, exist_ok=True)
-    make_wheel(folder, "relift_fixture", {"relift_fixture/locale/de/LC_MESSAGES/app.mo": make_mo(pairs)})
+    make_wheel(
+        folder, "relift_fixture", {"relift_fixture/locale/de/LC_MESSAGES/app.mo": make_mo(pairs)}
+    )
     return folder

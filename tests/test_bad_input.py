@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -20,7 +20,9 @@ from helpers import overlay, snakemake
 
 from relift.io import run_cli
 
-GOOD = [{"src": f"the house number {i} is red", "trg": f"das Haus Nummer {i} ist rot"} for i in range(6)]
+GOOD = [
+    {"src": f"the house number {i} is red", "trg": f"das Haus Nummer {i} ist rot"} for i in range(6)
+]
 
 
 def jsonl(path: Path, rows) -> Path:
@@ -89,9 +91,11 @@ def case_one_megabyte_line(tmp):
 
     src = tmp / "corpus.txt"
     src.write_text("A short line.\n" + "word " * 210_000 + "\n")
-    return preprocess.main, ["--input", str(src), "--format", "text", "--output", str(tmp / "ds")], [
-        "corpus.txt, line 2: line is 1,050,001 bytes"
-    ]
+    return (
+        preprocess.main,
+        ["--input", str(src), "--format", "text", "--output", str(tmp / "ds")],
+        ["corpus.txt, line 2: line is 1,050,001 bytes"],
+    )
 
 
 def case_empty_text_corpus(tmp):
@@ -99,9 +103,11 @@ def case_empty_text_corpus(tmp):
 
     src = tmp / "corpus.txt"
     src.write_text("\n   \n\n")
-    return preprocess.main, ["--input", str(src), "--format", "text", "--output", str(tmp / "ds")], [
-        "corpus.txt", "corpus is empty"
-    ]
+    return (
+        preprocess.main,
+        ["--input", str(src), "--format", "text", "--output", str(tmp / "ds")],
+        ["corpus.txt", "corpus is empty"],
+    )
 
 
 def case_tsv_column_count(tmp):
@@ -109,9 +115,11 @@ def case_tsv_column_count(tmp):
 
     src = tmp / "corpus.tsv"
     src.write_text("First sentence.\tdoc1\nSecond sentence without an id.\n")
-    return preprocess.main, ["--input", str(src), "--format", "tsv", "--output", str(tmp / "ds")], [
-        "corpus.tsv, line 2: expected 2 tab-separated columns"
-    ]
+    return (
+        preprocess.main,
+        ["--input", str(src), "--format", "tsv", "--output", str(tmp / "ds")],
+        ["corpus.tsv, line 2: expected 2 tab-separated columns"],
+    )
 
 
 def case_hyp_ref_count_mismatch(tmp):
@@ -119,8 +127,19 @@ def case_hyp_ref_count_mismatch(tmp):
 
     (tmp / "hyp.txt").write_text("das Haus\nein Hund\n")
     (tmp / "ref.txt").write_text("das Haus\n")
-    return cli._main, ["score", "--hyp", str(tmp / "hyp.txt"), "--ref", str(tmp / "ref.txt"),
-                      "--output", str(tmp / "scores.json")], ["hyp.txt", "2 lines", "ref.txt", "1"]
+    return (
+        cli._main,
+        [
+            "score",
+            "--hyp",
+            str(tmp / "hyp.txt"),
+            "--ref",
+            str(tmp / "ref.txt"),
+            "--output",
+            str(tmp / "scores.json"),
+        ],
+        ["hyp.txt", "2 lines", "ref.txt", "1"],
+    )
 
 
 def case_pools_data_count_mismatch(tmp):
@@ -128,10 +147,19 @@ def case_pools_data_count_mismatch(tmp):
 
     data = jsonl(tmp / "dev.jsonl", GOOD[:3])
     cands = jsonl(tmp / "cands.jsonl", [{"id": i, "candidates": ["a", "b"]} for i in range(2)])
-    return loop.main, ["oracle-scores", "--data", f"dev={data}", "--candidates", f"dev={cands}",
-                       "--output", f"dev={tmp / 'scores.jsonl'}"], [
-        "cands.jsonl: 2 candidate pools but the split has 3 inputs"
-    ]
+    return (
+        loop.main,
+        [
+            "oracle-scores",
+            "--data",
+            f"dev={data}",
+            "--candidates",
+            f"dev={cands}",
+            "--output",
+            f"dev={tmp / 'scores.jsonl'}",
+        ],
+        ["cands.jsonl: 2 candidate pools but the split has 3 inputs"],
+    )
 
 
 # --------------------------------------------------------------------------- ReGPT artifacts
@@ -144,37 +172,64 @@ def phrase_table(tmp: Path, n: int = 12, dim: int = 8, n_phrases: int | None = N
 
 
 def negatives_argv(tmp: Path, depth: int) -> list[str]:
-    return ["--embeddings", str(tmp / "emb_norm.npy"), "--phrases", str(tmp / "phrases.npy"),
-            "--depth", str(depth), "--backend", "numpy", "--output", str(tmp / "negatives.tsv"),
-            "--output-ids", str(tmp / "ids.npy"), "--output-scores", str(tmp / "scores.npy")]
+    return [
+        "--embeddings",
+        str(tmp / "emb_norm.npy"),
+        "--phrases",
+        str(tmp / "phrases.npy"),
+        "--depth",
+        str(depth),
+        "--backend",
+        "numpy",
+        "--output",
+        str(tmp / "negatives.tsv"),
+        "--output-ids",
+        str(tmp / "ids.npy"),
+        "--output-scores",
+        str(tmp / "scores.npy"),
+    ]
 
 
 def case_negatives_depth_over_table(tmp):
     from relift.regpt import negatives
 
     phrase_table(tmp, n=12)
-    return negatives.main, negatives_argv(tmp, 13), [
-        "negatives depth 13 is larger than the phrase table (12 phrases)"
-    ]
+    return (
+        negatives.main,
+        negatives_argv(tmp, 13),
+        ["negatives depth 13 is larger than the phrase table (12 phrases)"],
+    )
 
 
 def case_embeddings_rows_mismatch(tmp):
     from relift.regpt import negatives
 
     phrase_table(tmp, n=12, n_phrases=15)
-    return negatives.main, negatives_argv(tmp, 4), [
-        "embeddings have 12 rows but phrases.npy has 15 phrases"
-    ]
+    return (
+        negatives.main,
+        negatives_argv(tmp, 4),
+        ["embeddings have 12 rows but phrases.npy has 15 phrases"],
+    )
 
 
 def case_encoder_path_missing(tmp):
     from relift.regpt import embed
 
     phrase_table(tmp)
-    return embed.main, ["--phrases", str(tmp / "phrases.npy"), "--encoder", str(tmp / "no/encoder"),
-                        "--output", str(tmp / "e.npy"), "--output-normalized", str(tmp / "n.npy")], [
-        "no/encoder", "encoder path does not exist"
-    ]
+    return (
+        embed.main,
+        [
+            "--phrases",
+            str(tmp / "phrases.npy"),
+            "--encoder",
+            str(tmp / "no/encoder"),
+            "--output",
+            str(tmp / "e.npy"),
+            "--output-normalized",
+            str(tmp / "n.npy"),
+        ],
+        ["no/encoder", "encoder path does not exist"],
+    )
 
 
 def case_vocab_smaller_than_specials(tmp):
@@ -183,24 +238,34 @@ def case_vocab_smaller_than_specials(tmp):
     from relift.regpt import tokenizer
 
     datasets.Dataset.from_dict({"text": ["The Union is strong."]}).save_to_disk(str(tmp / "train"))
-    return tokenizer.main, ["--train", str(tmp / "train"), "--vocab-size", "2",
-                            "--output", str(tmp / "tok")], ["vocab_size 2", "special"]
+    return (
+        tokenizer.main,
+        ["--train", str(tmp / "train"), "--vocab-size", "2", "--output", str(tmp / "tok")],
+        ["vocab_size 2", "special"],
+    )
 
 
 def case_selfmem_vocab_too_small(tmp):
     from relift.selfmem import tokenizer
 
     train = jsonl(tmp / "train.jsonl", GOOD)
-    return tokenizer.main, ["--train", str(train), "--vocab-size", "100", "--output",
-                            str(tmp / "tok")], ["field 'vocab_size'", "at least 261"]
+    return (
+        tokenizer.main,
+        ["--train", str(train), "--vocab-size", "100", "--output", str(tmp / "tok")],
+        ["field 'vocab_size'", "at least 261"],
+    )
 
 
 def case_regpt_checkpoint_other_size(tmp):
     from relift.regpt.model import ReGPT
 
     phrase_table(tmp, n=12, dim=8)
-    small = ReGPT.build(tmp / "emb.npy", hidden=16, layers=1, heads=2, intermediate=32, max_positions=16)
-    big = ReGPT.build(tmp / "emb.npy", hidden=32, layers=1, heads=2, intermediate=32, max_positions=16)
+    small = ReGPT.build(
+        tmp / "emb.npy", hidden=16, layers=1, heads=2, intermediate=32, max_positions=16
+    )
+    big = ReGPT.build(
+        tmp / "emb.npy", hidden=32, layers=1, heads=2, intermediate=32, max_positions=16
+    )
     small.save_pretrained(tmp / "model")
     big.save_pretrained(tmp / "big")
     shutil.copy(tmp / "big" / "model.safetensors", tmp / "model" / "model.safetensors")
@@ -213,25 +278,49 @@ def case_regpt_checkpoint_other_size(tmp):
 
 
 def case_generator_checkpoint_other_size(tmp):
+    from relift.selfmem import loop
     from relift.selfmem.model import GeneratorSpec, ModelSize
     from relift.selfmem.tokenizer import train_bpe
-    from relift.selfmem import loop
 
     tok = train_bpe([r["src"] for r in GOOD] + [r["trg"] for r in GOOD], 300, 1)
     spec = GeneratorSpec(arch="joint")
     from relift.selfmem.model import Generator
 
-    Generator.from_scratch(tok, spec, ModelSize(d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)).save(tmp / "gen")
-    Generator.from_scratch(tok, spec, ModelSize(d_model=32, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)).save(tmp / "big")
+    Generator.from_scratch(
+        tok,
+        spec,
+        ModelSize(d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32),
+    ).save(tmp / "gen")
+    Generator.from_scratch(
+        tok,
+        spec,
+        ModelSize(d_model=32, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32),
+    ).save(tmp / "big")
     shutil.copy(tmp / "big" / "model.safetensors", tmp / "gen" / "model.safetensors")
     shutil.rmtree(tmp / "big")
     data = jsonl(tmp / "dev.jsonl", GOOD[:2])
     (tmp / "mem.txt").write_text("a\nb\n")
-    return loop.main, ["generate", "--generator", str(tmp / "gen"), "--data", f"dev={data}",
-                       "--memory", f"dev={tmp / 'mem.txt'}", "--device", "cpu",
-                       "--output-txt", f"dev={tmp / 'hyp.txt'}"], [
-        "gen", "weights of another model size", "has shape (266, 32) but config.json asks for (266, 16)"
-    ]
+    return (
+        loop.main,
+        [
+            "generate",
+            "--generator",
+            str(tmp / "gen"),
+            "--data",
+            f"dev={data}",
+            "--memory",
+            f"dev={tmp / 'mem.txt'}",
+            "--device",
+            "cpu",
+            "--output-txt",
+            f"dev={tmp / 'hyp.txt'}",
+        ],
+        [
+            "gen",
+            "weights of another model size",
+            "has shape (266, 32) but config.json asks for (266, 16)",
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- Elasticsearch
@@ -243,15 +332,31 @@ def free_port() -> int:
 
 def es_argv(tmp: Path) -> list[str]:
     train = jsonl(tmp / "train.jsonl", GOOD)
-    return ["--train", str(train), "--out-dir", str(tmp / "memory"), "--backend", "elasticsearch",
-            "--es-max-retries", "1", "--es-backoff", "0.01", "--es-timeout", "2"]
+    return [
+        "--train",
+        str(train),
+        "--out-dir",
+        str(tmp / "memory"),
+        "--backend",
+        "elasticsearch",
+        "--es-max-retries",
+        "1",
+        "--es-backoff",
+        "0.01",
+        "--es-timeout",
+        "2",
+    ]
 
 
 def case_es_unreachable(tmp, monkeypatch):
     from relift.selfmem import bm25
 
     monkeypatch.setenv(bm25.ENV_URL, f"http://elastic:s3cret@127.0.0.1:{free_port()}")
-    return bm25.main, es_argv(tmp), ["cannot reach the cluster named by RELIFT_ES_URL", "after 2 attempts"]
+    return (
+        bm25.main,
+        es_argv(tmp),
+        ["cannot reach the cluster named by RELIFT_ES_URL", "after 2 attempts"],
+    )
 
 
 def case_es_partial_bulk_failure(tmp, monkeypatch):
@@ -268,31 +373,50 @@ def case_es_partial_bulk_failure(tmp, monkeypatch):
 
 # --------------------------------------------------------------------------- Selfmem loop
 def select_argv(tmp: Path, beam_b: int, budget: int = 0) -> list[str]:
-    beams = jsonl(tmp / "beams.jsonl", [{"id": i, "beams": [{"memory": "m", "selected": "m",
-                                                               "score": 0.0, "parent": 0}]}
-                                        for i in range(2)])
+    beams = jsonl(
+        tmp / "beams.jsonl",
+        [
+            {"id": i, "beams": [{"memory": "m", "selected": "m", "score": 0.0, "parent": 0}]}
+            for i in range(2)
+        ],
+    )
     cands = jsonl(tmp / "cands.jsonl", [{"id": i, "candidates": ["a", "b"]} for i in range(2)])
     scores = jsonl(tmp / "scores.jsonl", [{"id": i, "scores": [0.5, 0.1]} for i in range(2)])
-    return ["select", "--beams", f"dev={beams}", "--candidates", f"dev={cands}", "--scores",
-            f"dev={scores}", "--beam-b", str(beam_b), "--memory-mode", "augment", "--budget",
-            str(budget), "--out-beams", f"dev={tmp / 'out_beams.jsonl'}", "--out-memory",
-            f"dev={tmp / 'out_memory.txt'}"]
+    return [
+        "select",
+        "--beams",
+        f"dev={beams}",
+        "--candidates",
+        f"dev={cands}",
+        "--scores",
+        f"dev={scores}",
+        "--beam-b",
+        str(beam_b),
+        "--memory-mode",
+        "augment",
+        "--budget",
+        str(budget),
+        "--out-beams",
+        f"dev={tmp / 'out_beams.jsonl'}",
+        "--out-memory",
+        f"dev={tmp / 'out_memory.txt'}",
+    ]
 
 
 def case_topb_over_candidates(tmp):
     from relift.selfmem import loop
 
-    return loop.main, select_argv(tmp, beam_b=3), [
-        "cands.jsonl, line 1, field 'candidates': Top-B 3 is larger than the 2 candidates"
-    ]
+    return (
+        loop.main,
+        select_argv(tmp, beam_b=3),
+        ["cands.jsonl, line 1, field 'candidates': Top-B 3 is larger than the 2 candidates"],
+    )
 
 
 def case_memory_budget_below_one_token(tmp):
     from relift.selfmem import loop
 
-    return loop.main, select_argv(tmp, beam_b=1, budget=-1), [
-        "--budget -1", "at least 1 token"
-    ]
+    return loop.main, select_argv(tmp, beam_b=1, budget=-1), ["--budget -1", "at least 1 token"]
 
 
 CASES = {
@@ -323,7 +447,11 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, tmp_path, capsys, monkeypatch):
     fn = CASES[name]
-    args = (tmp_path, monkeypatch) if "monkeypatch" in fn.__code__.co_varnames[: fn.__code__.co_argcount] else (tmp_path,)
+    args = (
+        (tmp_path, monkeypatch)
+        if "monkeypatch" in fn.__code__.co_varnames[: fn.__code__.co_argcount]
+        else (tmp_path,)
+    )
     main, argv, expected = fn(*args)
     before = snapshot(tmp_path)
     capsys.readouterr()
@@ -346,15 +474,30 @@ def test_bad_input(name, tmp_path, capsys, monkeypatch):
 
 # --------------------------------------------------------------------------- configuration
 CONFIG_CASES = {
-    "unknown config key": ("regpt:\n  negatives:\n    detph: 7\n",
-                           "Additional properties are not allowed ('detph' was unexpected)"),
-    "wrong config type": ("regpt:\n  tokenizer:\n    vocab_size: many\n", "'many' is not of type 'integer'"),
-    "out-of-range config value": ("regpt:\n  negatives:\n    depth: 0\n", "0 is less than the minimum of 1"),
-    "iteration count of 0": ("selfmem:\n  loop:\n    iterations: 0\n", "0 is less than the minimum of 1"),
-    "Top-B larger than the pool (config)": ("selfmem:\n  loop:\n    beam_b: 9\n",
-                                            "selfmem.loop.beam_b (9) must not exceed selfmem.loop.num_return_sequences"),
-    "memory budget below zero (config)": ("selfmem:\n  loop:\n    memory_budget: -1\n",
-                                          "-1 is less than the minimum of 0"),
+    "unknown config key": (
+        "regpt:\n  negatives:\n    detph: 7\n",
+        "Additional properties are not allowed ('detph' was unexpected)",
+    ),
+    "wrong config type": (
+        "regpt:\n  tokenizer:\n    vocab_size: many\n",
+        "'many' is not of type 'integer'",
+    ),
+    "out-of-range config value": (
+        "regpt:\n  negatives:\n    depth: 0\n",
+        "0 is less than the minimum of 1",
+    ),
+    "iteration count of 0": (
+        "selfmem:\n  loop:\n    iterations: 0\n",
+        "0 is less than the minimum of 1",
+    ),
+    "Top-B larger than the pool (config)": (
+        "selfmem:\n  loop:\n    beam_b: 9\n",
+        "selfmem.loop.beam_b (9) must not exceed selfmem.loop.num_return_sequences",
+    ),
+    "memory budget below zero (config)": (
+        "selfmem:\n  loop:\n    memory_budget: -1\n",
+        "-1 is less than the minimum of 0",
+    ),
 }
 
 

@@ -18,10 +18,15 @@ def test_jsonl_not_json_names_file_and_line(tmp_path):
         list(read_jsonl(p, ("text",)))
 
 
-@pytest.mark.parametrize("line,msg", [(b'{"src": "x"}', "missing field"),
-                                      (b'{"src": "x", "trg": null}', "found null"),
-                                      (b'{"src": "x", "trg": 3}', "found int"),
-                                      (b'["x"]', "expected a JSON object")])
+@pytest.mark.parametrize(
+    "line,msg",
+    [
+        (b'{"src": "x"}', "missing field"),
+        (b'{"src": "x", "trg": null}', "found null"),
+        (b'{"src": "x", "trg": 3}', "found int"),
+        (b'["x"]', "expected a JSON object"),
+    ],
+)
 def test_jsonl_fields(tmp_path, line, msg):
     p = write(tmp_path / "t.jsonl", b'{"src": "a", "trg": "b"}\n' + line + b"\n")
     with pytest.raises(InputError, match=msg) as err:
@@ -83,7 +88,9 @@ def test_temporaries_of_a_killed_writer_are_swept(tmp_path):
 
     stale_file = tempfile.mkstemp(prefix=".out.", suffix=".tmp.npy", dir=tmp_path)[1]
     stale_dir = tempfile.mkdtemp(prefix=".folder.", suffix=".tmp", dir=tmp_path)
-    other = tempfile.mkstemp(prefix=".out.dev.", suffix=".tmp.npy", dir=tmp_path)[1]  # out.dev.npy's
+    other = tempfile.mkstemp(prefix=".out.dev.", suffix=".tmp.npy", dir=tmp_path)[
+        1
+    ]  # out.dev.npy's
     with atomic_path(tmp_path / "out.npy") as tmp:
         tmp.write_text("whole")
     with atomic_dir(tmp_path / "folder") as tmp:

@@ -17,8 +17,9 @@ from relift.regpt.tokenizer import load_base_tokenizer, train_phrase_tokenizer
 
 
 def run_module(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,12 @@ def texts(speeches):
 
 @pytest.fixture(scope="module")
 def tokenizers(texts):
-    return {mode: train_phrase_tokenizer(load_base_tokenizer("mistral-common"), iter([texts]), 1500,
-                                         mode) for mode in ("none", "metaspace")}
+    return {
+        mode: train_phrase_tokenizer(
+            load_base_tokenizer("mistral-common"), iter([texts]), 1500, mode
+        )
+        for mode in ("none", "metaspace")
+    }
 
 
 # ------------------------------------------------------------------ data: sotu
@@ -53,10 +58,16 @@ def test_sotu_split_by_speech_without_overlap(speeches):
 
 # ------------------------------------------------------------------ preprocessing
 def test_clean_and_sentences():
-    assert pre.clean("the 1 @,@ 000 @-@ strong army @.@ 5 [Laughter] men", drop_bracketed=True) \
+    assert (
+        pre.clean("the 1 @,@ 000 @-@ strong army @.@ 5 [Laughter] men", drop_bracketed=True)
         == "the 1,000-strong army.5 men"
-    assert pre.sentences('He said "Yes." Then he left! Why? Fine') == \
-        ['He said "Yes."', "Then he left!", "Why?", "Fine"]
+    )
+    assert pre.sentences('He said "Yes." Then he left! Why? Fine') == [
+        'He said "Yes."',
+        "Then he left!",
+        "Why?",
+        "Fine",
+    ]
 
 
 def test_chunks_are_whole_sentences_up_to_max_words():
@@ -75,30 +86,50 @@ def test_build_rows_sorted_with_length(texts):
     assert all(len(t.split()) == n for t, n in zip(rows["text"], rows["text_length"]))
 
 
-@pytest.mark.parametrize("fmt,content", [("text", "A b c. D e f.\n\nG h.\n"),
-                                         ("tsv", "A b c. D e f.\t1\nG h.\t2\n"),
-                                         ("jsonl", '{"text": "A b c. D e f."}\n{"text": "G h."}\n')])
+@pytest.mark.parametrize(
+    "fmt,content",
+    [
+        ("text", "A b c. D e f.\n\nG h.\n"),
+        ("tsv", "A b c. D e f.\t1\nG h.\t2\n"),
+        ("jsonl", '{"text": "A b c. D e f."}\n{"text": "G h."}\n'),
+    ],
+)
 def test_preprocess_cli_formats(tmp_path, fmt, content):
     import datasets
 
     src = tmp_path / f"in.{fmt}"
     src.write_text(content)
-    r = run_module("relift.regpt.preprocess", "--input", src, "--format", fmt, "--max-words", 3,
-                   "--output", tmp_path / "ds")
+    r = run_module(
+        "relift.regpt.preprocess",
+        "--input",
+        src,
+        "--format",
+        fmt,
+        "--max-words",
+        3,
+        "--output",
+        tmp_path / "ds",
+    )
     assert r.returncode == 0, r.stderr
     ds = datasets.load_from_disk(str(tmp_path / "ds"))
     assert sorted(ds["text"]) == ["A b c.", "D e f.", "G h."]
     assert ds["text_length"] == [2, 3, 3]
 
 
-@pytest.mark.parametrize("content,fmt,msg", [("\n \n", "text", "corpus is empty"),
-                                             ("one\ttwo\tthree\n", "tsv", "line 1: expected 2"),
-                                             ('{"text": 1}\n', "jsonl", "field 'text'")])
+@pytest.mark.parametrize(
+    "content,fmt,msg",
+    [
+        ("\n \n", "text", "corpus is empty"),
+        ("one\ttwo\tthree\n", "tsv", "line 1: expected 2"),
+        ('{"text": 1}\n', "jsonl", "field 'text'"),
+    ],
+)
 def test_preprocess_cli_bad_input(tmp_path, content, fmt, msg):
     src = tmp_path / "in.x"
     src.write_text(content)
-    r = run_module("relift.regpt.preprocess", "--input", src, "--format", fmt, "--output",
-                   tmp_path / "ds")
+    r = run_module(
+        "relift.regpt.preprocess", "--input", src, "--format", fmt, "--output", tmp_path / "ds"
+    )
     assert r.returncode == 2 and msg in r.stderr and str(src) in r.stderr
     assert r.stderr.count("\n") == 1  # one clear line, no traceback
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.x"]
@@ -164,16 +195,33 @@ def test_encode_matches_plain_mean_pooling_and_dedup():
 
 def test_embed_cli_and_bad_encoder(tmp_path):
     np.save(tmp_path / "phrases.npy", np.array(["<unk>", " the", " of the", " army"]))
-    r = run_module("relift.regpt.embed", "--phrases", tmp_path / "phrases.npy", "--dtype", "fp32",
-                   "--output", tmp_path / "e.npy", "--output-normalized", tmp_path / "n.npy")
+    r = run_module(
+        "relift.regpt.embed",
+        "--phrases",
+        tmp_path / "phrases.npy",
+        "--dtype",
+        "fp32",
+        "--output",
+        tmp_path / "e.npy",
+        "--output-normalized",
+        tmp_path / "n.npy",
+    )
     assert r.returncode == 0, r.stderr
     raw, normed = np.load(tmp_path / "e.npy"), np.load(tmp_path / "n.npy")
     assert raw.shape == (4, 384) and raw.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1, atol=1e-6)
     np.testing.assert_allclose(normed, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-6)
-    r = run_module("relift.regpt.embed", "--phrases", tmp_path / "phrases.npy", "--encoder",
-                   tmp_path / "no/such/encoder", "--output", tmp_path / "e2.npy",
-                   "--output-normalized", tmp_path / "n2.npy")
+    r = run_module(
+        "relift.regpt.embed",
+        "--phrases",
+        tmp_path / "phrases.npy",
+        "--encoder",
+        tmp_path / "no/such/encoder",
+        "--output",
+        tmp_path / "e2.npy",
+        "--output-normalized",
+        tmp_path / "n2.npy",
+    )
     assert r.returncode == 2 and "encoder path does not exist" in r.stderr
     assert not (tmp_path / "e2.npy").exists() and not (tmp_path / "n2.npy").exists()
 
@@ -224,8 +272,18 @@ def test_negatives_cli_tsv_and_sidecar(tmp_path):
     np.save(tmp_path / "n.npy", x)
     np.save(tmp_path / "p.npy", np.array([f"p{i}" for i in range(40)]))
     out = [tmp_path / "negatives.tsv", tmp_path / "ids.npy", tmp_path / "scores.npy"]
-    args = ["--embeddings", tmp_path / "n.npy", "--phrases", tmp_path / "p.npy", "--output", out[0],
-            "--output-ids", out[1], "--output-scores", out[2]]
+    args = [
+        "--embeddings",
+        tmp_path / "n.npy",
+        "--phrases",
+        tmp_path / "p.npy",
+        "--output",
+        out[0],
+        "--output-ids",
+        out[1],
+        "--output-scores",
+        out[2],
+    ]
     r = run_module("relift.regpt.negatives", *args, "--depth", 5)
     assert r.returncode == 0, r.stderr
     lines = out[0].read_text().splitlines()

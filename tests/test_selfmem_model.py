@@ -376,11 +376,20 @@ def test_train_generator_needs_memory(tmp_path, tok, capsys):
 
 
 def test_dual_from_a_bart_checkpoint_copies_cross_attention(tok, tmp_path):
-    src = gen(tok, "joint")  # a plain BartForConditionalGeneration, saved as a "pretrained" checkpoint
+    src = gen(
+        tok, "joint"
+    )  # a plain BartForConditionalGeneration, saved as a "pretrained" checkpoint
     src.model.save_pretrained(tmp_path / "bart")
     d = Generator.from_pretrained_model(str(tmp_path / "bart"), tok, GeneratorSpec(arch="dual"))
     layer = d.model.model.decoder.layers[0]
     assert isinstance(d.model, DualBartForConditionalGeneration)
     assert torch.equal(layer.memory_attn.q_proj.weight, layer.encoder_attn.q_proj.weight)
     assert torch.equal(d.model.model.shared.weight, src.model.model.shared.weight)
-    assert len(d.generate(["Save"], ["Datei"], num_beams=2, num_return_sequences=2, max_new_tokens=3)[0]) == 2
+    assert (
+        len(
+            d.generate(["Save"], ["Datei"], num_beams=2, num_return_sequences=2, max_new_tokens=3)[
+                0
+            ]
+        )
+        == 2
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, snakemake
+from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,10 @@ def test_dag_builds_phrase_table(tiny_run):
             ok += 1
     assert ok >= 10
     # translation memory of the fixture wheel: 60 pairs, 6 dev, 6 test
-    tm = {s: (r / "data" / "tm" / f"{s}.jsonl").read_text().splitlines() for s in ("train", "dev", "test")}
+    tm = {
+        s: (r / "data" / "tm" / f"{s}.jsonl").read_text().splitlines()
+        for s in ("train", "dev", "test")
+    }
     assert [len(tm[s]) for s in ("train", "dev", "test")] == [48, 6, 6]
     assert set(tm["train"]).isdisjoint(tm["test"])
 
@@ -76,29 +79,43 @@ def test_encoder_setting_change_reruns_embeddings_onward(tiny_run, tmp_path):
 
 
 def test_lint_is_clean():
-    r = subprocess.run([SNAKEMAKE, "--lint", "--cores", "1"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [SNAKEMAKE, "--lint", "--cores", "1"], cwd=ROOT, capture_output=True, text=True
+    )
     assert "Congratulations" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_snakefmt_is_clean():
     fmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
-    r = subprocess.run([fmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [fmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 # rules downstream of the negatives pool / the embeddings (the baseline matches the token count
 # that ReGPT's two stages consumed, so it follows stage 2)
-NEGATIVES_DEPENDANTS = {"regpt_stage1", "regpt_stage2", "regpt_baseline", "regpt_evaluate",
-                        "regpt_generate", "regpt_report"}
+NEGATIVES_DEPENDANTS = {
+    "regpt_stage1",
+    "regpt_stage2",
+    "regpt_baseline",
+    "regpt_evaluate",
+    "regpt_generate",
+    "regpt_report",
+}
 EMBEDDINGS_DEPENDANTS = NEGATIVES_DEPENDANTS
 
 
 def test_stage2_setting_reruns_only_stage2_and_dependants(tiny_run, tmp_path):
     lr = overlay(tmp_path, "lr.yaml", "regpt:\n  stage2:\n    lr: 0.002\n")
     jobs = planned_jobs(tiny_run, configfiles=[lr])
-    assert set(jobs) - {"all"} == {"regpt_stage2", "regpt_baseline", "regpt_evaluate",
-                                   "regpt_generate", "regpt_report"}
+    assert set(jobs) - {"all"} == {
+        "regpt_stage2",
+        "regpt_baseline",
+        "regpt_evaluate",
+        "regpt_generate",
+        "regpt_report",
+    }
     assert jobs["regpt_evaluate"] == 2  # stage 2 and the baseline, not stage 1
 
 
@@ -122,14 +139,16 @@ def rulegraph_edges_from_dot(dot: str) -> set[tuple[str, str]]:
 
 
 def rulegraph_edges_from_svg(svg: str) -> set[tuple[str, str]]:
-    names = dict(re.findall(r'<title>(\d+)</title>\s*<path[^>]*/>\s*<text[^>]*>(\w+)</text>', svg))
+    names = dict(re.findall(r"<title>(\d+)</title>\s*<path[^>]*/>\s*<text[^>]*>(\w+)</text>", svg))
     edges = re.findall(r"<title>(\d+)&#45;&gt;(\d+)</title>", svg)
     return {(names[a], names[b]) for a, b in edges}
 
 
 def test_readme_rulegraph_matches_rules():
     """docs/rulegraph.svg (shown in the README) is the current rule graph: `make rulegraph`."""
-    dot = subprocess.run([SNAKEMAKE, "--rulegraph"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    dot = subprocess.run(
+        [SNAKEMAKE, "--rulegraph"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     current = rulegraph_edges_from_dot(dot)
     committed = rulegraph_edges_from_svg((ROOT / "docs" / "rulegraph.svg").read_text())
     assert current and committed == current, "run `make rulegraph` and commit docs/rulegraph.svg"

@@ -59,12 +59,14 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def encode(texts, tokenizer, model, *, batch_size: int = 256, max_length: int = 64,
-           progress: bool = False) -> np.ndarray:
+def encode(
+    texts, tokenizer, model, *, batch_size: int = 256, max_length: int = 64, progress: bool = False
+) -> np.ndarray:
     """Mean-pooled float32 embeddings of ``texts`` (in input order), batched by token length."""
     device = next(model.parameters()).device
-    all_ids = tokenizer(list(texts), truncation=True, max_length=max_length,
-                        add_special_tokens=True)["input_ids"]
+    all_ids = tokenizer(
+        list(texts), truncation=True, max_length=max_length, add_special_tokens=True
+    )["input_ids"]
     # phrases that reach the encoder as the same ids (" the" / "The" for an uncased model) are
     # encoded once
     uniq: dict[tuple, int] = {}
@@ -77,7 +79,7 @@ def encode(texts, tokenizer, model, *, batch_size: int = 256, max_length: int = 
 
     bar = tqdm(total=len(ids), unit="phrase", disable=not progress, mininterval=2.0)
     for start in range(0, len(order), batch_size):
-        idx = order[start: start + batch_size]
+        idx = order[start : start + batch_size]
         width = max(len(ids[i]) for i in idx)
         batch = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -96,8 +98,14 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def choose_dtype(name: str, device: torch.device, sample, requested: str = "auto",
-                 min_cosine: float = 0.999, batch_size: int = 128):
+def choose_dtype(
+    name: str,
+    device: torch.device,
+    sample,
+    requested: str = "auto",
+    min_cosine: float = 0.999,
+    batch_size: int = 128,
+):
     """fp32, bf16, or (``auto``) bf16 when its embeddings of ``sample`` keep cosine >=
     ``min_cosine`` to fp32 for every row and it is faster than fp32 on this device (CPUs without
     native bf16 run it several times slower). Returns (dtype, report string)."""
@@ -118,4 +126,5 @@ def choose_dtype(name: str, device: torch.device, sample, requested: str = "auto
     use_bf16 = worst >= min_cosine and speedup > 1.0
     return (torch.bfloat16 if use_bf16 else torch.float32), (
         f"calibration on {len(sample)} phrases: worst bf16 cosine to fp32 {worst:.5f}, "
-        f"bf16 speed-up {speedup:.2f}x")
+        f"bf16 speed-up {speedup:.2f}x"
+    )

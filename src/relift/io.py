@@ -26,8 +26,14 @@ LOG = logging.getLogger("relift")
 class InputError(Exception):
     """A problem with the user's input (data, config or paths), reported without a traceback."""
 
-    def __init__(self, message: str, *, path: str | os.PathLike | None = None, line: int | None = None,
-                 field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ):
         where = []
         if path is not None:
             where.append(str(path))
@@ -37,7 +43,9 @@ class InputError(Exception):
             where.append(f"field {field!r}")
         self.message = message
         self.path, self.line, self.field = path, line, field
-        super().__init__(f"{': '.join([', '.join(where)] if where else [])}{': ' if where else ''}{message}")
+        super().__init__(
+            f"{': '.join([', '.join(where)] if where else [])}{': ' if where else ''}{message}"
+        )
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -83,7 +91,9 @@ def _sweep_stale(parent: Path, name: str, suffix: str) -> None:
 def _tmp_sibling(path: Path) -> Path:
     _sweep_stale(path.parent, path.stem, path.suffix)
     # keep the suffix so that np.save & friends do not append another one
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     return Path(name)
@@ -157,13 +167,17 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             if len(raw) > MAX_LINE_BYTES:
                 raise InputError(
                     f"line is {len(raw):,} bytes long (limit {MAX_LINE_BYTES:,}); is this the right file?",
-                    path=path, line=lineno,
+                    path=path,
+                    line=lineno,
                 )
             try:
                 yield lineno, raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as err:
-                raise InputError(f"not valid UTF-8 (byte {err.start}: {raw[err.start:err.start + 1]!r})",
-                                 path=path, line=lineno) from None
+                raise InputError(
+                    f"not valid UTF-8 (byte {err.start}: {raw[err.start : err.start + 1]!r})",
+                    path=path,
+                    line=lineno,
+                ) from None
 
 
 def read_jsonl(path: str | os.PathLike, fields: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
@@ -176,10 +190,13 @@ def read_jsonl(path: str | os.PathLike, fields: tuple[str, ...] = ()) -> Iterato
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as err:
-            raise InputError(f"not valid JSON ({err.msg} at column {err.colno})", path=path,
-                             line=lineno) from None
+            raise InputError(
+                f"not valid JSON ({err.msg} at column {err.colno})", path=path, line=lineno
+            ) from None
         if not isinstance(rec, dict):
-            raise InputError(f"expected a JSON object, found {type(rec).__name__}", path=path, line=lineno)
+            raise InputError(
+                f"expected a JSON object, found {type(rec).__name__}", path=path, line=lineno
+            )
         for f in fields:
             if f not in rec:
                 raise InputError("missing field", path=path, line=lineno, field=f)
@@ -189,8 +206,9 @@ def read_jsonl(path: str | os.PathLike, fields: tuple[str, ...] = ()) -> Iterato
         yield lineno, rec
 
 
-def read_records(path: str | os.PathLike, fmt: str, text_field: str = "text",
-                 id_field: str = "id") -> Iterator[dict]:
+def read_records(
+    path: str | os.PathLike, fmt: str, text_field: str = "text", id_field: str = "id"
+) -> Iterator[dict]:
     """Read a corpus in one of :data:`FORMATS` as ``{"id", "text"}`` records.
 
     * ``text``: one document (paragraph) per line; blank lines are skipped.
@@ -211,10 +229,13 @@ def read_records(path: str | os.PathLike, fmt: str, text_field: str = "text",
         except Exception as err:  # datasets raises FileNotFoundError and friends
             raise InputError(f"cannot load dataset folder ({err})", path=path) from None
         if isinstance(ds, datasets.DatasetDict):
-            raise InputError(f"folder holds a DatasetDict with splits {list(ds)}; point at one split",
-                             path=path)
+            raise InputError(
+                f"folder holds a DatasetDict with splits {list(ds)}; point at one split", path=path
+            )
         if text_field not in ds.column_names:
-            raise InputError(f"column missing (columns: {ds.column_names})", path=path, field=text_field)
+            raise InputError(
+                f"column missing (columns: {ds.column_names})", path=path, field=text_field
+            )
         has_id = id_field in ds.column_names
         for i, row in enumerate(ds):
             text = row[text_field]
@@ -233,8 +254,11 @@ def read_records(path: str | os.PathLike, fmt: str, text_field: str = "text",
                 continue
             cols = line.split("\t")
             if len(cols) != 2:
-                raise InputError(f"expected 2 tab-separated columns (text, id), found {len(cols)}",
-                                 path=path, line=lineno)
+                raise InputError(
+                    f"expected 2 tab-separated columns (text, id), found {len(cols)}",
+                    path=path,
+                    line=lineno,
+                )
             yield {"id": cols[1], "text": cols[0]}
     else:
         for lineno, rec in read_jsonl(path, (text_field,)):

@@ -22,8 +22,9 @@ import sys
 def command(gpus: int, module: str, args: list[str]) -> list[str]:
     if gpus <= 1:
         return [sys.executable, "-m", module, *args]
-    accelerate = shutil.which("accelerate") or os.path.join(os.path.dirname(sys.executable),
-                                                            "accelerate")
+    accelerate = shutil.which("accelerate") or os.path.join(
+        os.path.dirname(sys.executable), "accelerate"
+    )
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", str(gpus), "--num_machines", "1"]
     return [*cmd, "-m", module, *args]
 
@@ -33,12 +34,17 @@ def main(argv: list[str] | None = None) -> None:
     if "--" not in argv:
         raise SystemExit("usage: python -m relift.launch --gpus N -- MODULE ARGS")
     split = argv.index("--")
-    ap = argparse.ArgumentParser(prog="python -m relift.launch", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--gpus", type=int, default=0, help="GPUs granted to the job")
-    ap.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    ap.add_argument(
+        "--dry-run", action="store_true", help="print the command instead of running it"
+    )
     opts = ap.parse_args(argv[:split])
-    module, *args = argv[split + 1:]
+    module, *args = argv[split + 1 :]
     cmd = command(opts.gpus, module, args)
     if opts.dry_run:
         print(" ".join(cmd))

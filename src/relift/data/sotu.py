@@ -30,9 +30,11 @@ def split_speeches(ids: list[str], dev: int, test: int, train: int = 0) -> dict[
     if dev < 1 or test < 1:
         raise InputError("dev and test need at least one speech each")
     if dev + test >= len(ids):
-        raise InputError(f"dev ({dev}) + test ({test}) speeches leave none of {len(ids)} for training")
-    test_ids = ids[len(ids) - test:]
-    dev_ids = ids[len(ids) - test - dev: len(ids) - test]
+        raise InputError(
+            f"dev ({dev}) + test ({test}) speeches leave none of {len(ids)} for training"
+        )
+    test_ids = ids[len(ids) - test :]
+    dev_ids = ids[len(ids) - test - dev : len(ids) - test]
     train_ids = ids[: len(ids) - test - dev]
     if train > 0:
         train_ids = train_ids[-train:]
@@ -49,21 +51,35 @@ def paragraphs(speech_id: str, text: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m relift.data.sotu", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out-dir", required=True, type=Path, help="writes {train,dev,test}.jsonl here")
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.data.sotu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--out-dir", required=True, type=Path, help="writes {train,dev,test}.jsonl here"
+    )
     ap.add_argument("--dev-speeches", type=int, default=4)
     ap.add_argument("--test-speeches", type=int, default=4)
     ap.add_argument("--train-speeches", type=int, default=0, help="0 = all remaining speeches")
     args = ap.parse_args(argv)
     speeches = dict(speech_files())
-    split = split_speeches(list(speeches), args.dev_speeches, args.test_speeches, args.train_speeches)
+    split = split_speeches(
+        list(speeches), args.dev_speeches, args.test_speeches, args.train_speeches
+    )
     for name in SPLITS:
         recs = [p for sid in split[name] for p in paragraphs(sid, speeches[sid])]
         n = write_jsonl_atomic(args.out_dir / f"{name}.jsonl", recs)
         words = sum(len(r["text"].split()) for r in recs)
-        LOG.info("%s: %d speeches (%s .. %s), %d paragraphs, %d words", name, len(split[name]),
-                 split[name][0], split[name][-1], n, words)
+        LOG.info(
+            "%s: %d speeches (%s .. %s), %d paragraphs, %d words",
+            name,
+            len(split[name]),
+            split[name][0],
+            split[name][-1],
+            n,
+            words,
+        )
 
 
 if __name__ == "__main__":

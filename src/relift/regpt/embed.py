@@ -21,8 +21,11 @@ from relift.regpt.phrases import load_phrases
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m relift.regpt.embed", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.regpt.embed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--phrases", required=True, type=Path)
     ap.add_argument("--encoder", default="minilm", help="'minilm' (bundled), a folder or hub name")
     ap.add_argument("--batch-size", type=int, default=128)
@@ -43,8 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     LOG.info("encoder %s on %s in %s (%s)", args.encoder, device, dtype, why)
     tok, model = load_encoder(args.encoder, device, dtype)
     t0 = time.perf_counter()
-    emb = encode(phrases, tok, model, batch_size=args.batch_size, max_length=args.max_length,
-                 progress=True)
+    emb = encode(
+        phrases, tok, model, batch_size=args.batch_size, max_length=args.max_length, progress=True
+    )
     dt = time.perf_counter() - t0
     if not np.isfinite(emb).all():
         raise RuntimeError("encoder produced non-finite embeddings")

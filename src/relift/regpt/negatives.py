@@ -27,12 +27,12 @@ def search_numpy(x: np.ndarray, k: int, chunk: int = 1024):
     ids = np.empty((len(x), k), dtype=np.int32)
     scores = np.empty((len(x), k), dtype=np.float32)
     for s in range(0, len(x), chunk):
-        sim = x[s: s + chunk] @ x.T
+        sim = x[s : s + chunk] @ x.T
         part = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         ps = np.take_along_axis(sim, part, 1)
         order = np.lexsort((part, -ps), axis=1)  # score desc, then id asc for ties
-        ids[s: s + chunk] = np.take_along_axis(part, order, 1)
-        scores[s: s + chunk] = np.take_along_axis(ps, order, 1)
+        ids[s : s + chunk] = np.take_along_axis(part, order, 1)
+        scores[s : s + chunk] = np.take_along_axis(ps, order, 1)
     return ids, scores
 
 
@@ -46,10 +46,10 @@ def search_torch(x: np.ndarray, k: int, device: str = "cpu", chunk: int = 4096):
     scores = np.empty((len(x), k), dtype=np.float32)
     with torch.inference_mode():
         for s in range(0, len(x), chunk):
-            sim = table[s: s + chunk] @ table.T
+            sim = table[s : s + chunk] @ table.T
             val, idx = torch.topk(sim, k, dim=1, sorted=True)
-            ids[s: s + chunk] = idx.cpu().numpy()
-            scores[s: s + chunk] = val.float().cpu().numpy()
+            ids[s : s + chunk] = idx.cpu().numpy()
+            scores[s : s + chunk] = val.float().cpu().numpy()
     return ids, scores
 
 
@@ -81,8 +81,8 @@ def self_first(x: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> float:
     for r, q in enumerate(rows):
         pos = np.flatnonzero(ids[q] == q)
         end = pos[0] if len(pos) else k - 1  # drop the phrase's later copy, or the last entry
-        ids[q, 1: end + 1] = ids[q, :end].copy()
-        scores[q, 1: end + 1] = scores[q, :end].copy()
+        ids[q, 1 : end + 1] = ids[q, :end].copy()
+        scores[q, 1 : end + 1] = scores[q, :end].copy()
         ids[q, 0], scores[q, 0] = q, self_score[r]
     return (n - len(rows) + tied) / n
 
@@ -106,8 +106,9 @@ def search(x: np.ndarray, k: int, backend: str = "auto"):
     """Raw top-k inner-product search of every row of ``x`` against all rows."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if k > len(x):
-        raise InputError(f"negatives depth {k} is larger than the phrase table ({len(x)} phrases)",
-                         field="depth")
+        raise InputError(
+            f"negatives depth {k} is larger than the phrase table ({len(x)} phrases)", field="depth"
+        )
     if k < 1:
         raise InputError(f"negatives depth must be >= 1, got {k}", field="depth")
     backend = pick_backend(backend)
@@ -129,8 +130,10 @@ def write_tsv(path: Path, ids: np.ndarray, scores: np.ndarray, chunk: int = 4096
         for s in range(0, len(ids), chunk):
             lines = []
             for q in range(s, min(s + chunk, len(ids))):
-                lines.extend(f"{q}\t{p}\t{r}\t{v:.6f}\n" for p, r, v in zip(ids[q].tolist(), ranks,
-                                                                           scores[q].tolist()))
+                lines.extend(
+                    f"{q}\t{p}\t{r}\t{v:.6f}\n"
+                    for p, r, v in zip(ids[q].tolist(), ranks, scores[q].tolist())
+                )
             fh.writelines(lines)
 
 
@@ -146,12 +149,17 @@ def read_tsv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m relift.regpt.negatives", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.regpt.negatives",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--embeddings", required=True, type=Path, help="normalised phrase embeddings")
     ap.add_argument("--phrases", type=Path, help="phrases.npy, to check the row count")
     ap.add_argument("--depth", type=int, default=101, help="pool size per phrase, itself included")
-    ap.add_argument("--backend", choices=("auto", "torch", "faiss", "numpy", "hnsw"), default="auto")
+    ap.add_argument(
+        "--backend", choices=("auto", "torch", "faiss", "numpy", "hnsw"), default="auto"
+    )
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--output", required=True, type=Path, help="negatives.tsv")
     ap.add_argument("--output-ids", required=True, type=Path)
@@ -165,22 +173,34 @@ def main(argv: list[str] | None = None) -> None:
     if args.phrases is not None:
         n = len(np.load(require_file(args.phrases, "phrases file"), mmap_mode="r"))
         if n != len(x):
-            raise InputError(f"embeddings have {len(x)} rows but phrases.npy has {n} phrases",
-                             path=args.embeddings)
+            raise InputError(
+                f"embeddings have {len(x)} rows but phrases.npy has {n} phrases",
+                path=args.embeddings,
+            )
     backend = pick_backend(args.backend)
     t0 = time.perf_counter()
     x = np.ascontiguousarray(x, dtype=np.float32)
     ids, scores = search(x, args.depth, backend)
     dt = time.perf_counter() - t0
     self_rank1 = self_first(x, ids, scores)
-    with atomic_path(args.output_ids) as ti, atomic_path(args.output_scores) as ts, \
-            atomic_path(args.output) as tt:
+    with (
+        atomic_path(args.output_ids) as ti,
+        atomic_path(args.output_scores) as ts,
+        atomic_path(args.output) as tt,
+    ):
         np.save(ti, ids)
         np.save(ts, scores)
         write_tsv(tt, ids, scores)
-    LOG.info("%s: %d queries x depth %d in %.1fs (%.0f q/s); the search put the phrase itself at "
-             "rank 1 (or tied with it) for %.2f%% of phrases", backend, len(ids), args.depth, dt,
-             len(ids) / dt, 100 * self_rank1)
+    LOG.info(
+        "%s: %d queries x depth %d in %.1fs (%.0f q/s); the search put the phrase itself at "
+        "rank 1 (or tied with it) for %.2f%% of phrases",
+        backend,
+        len(ids),
+        args.depth,
+        dt,
+        len(ids) / dt,
+        100 * self_rank1,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,11 @@ def load_phrases(path: str | Path) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m relift.regpt.phrases", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.regpt.phrases",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--tokenizer", required=True, type=Path)
     ap.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
@@ -47,8 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(args.output) as tmp:
         np.save(tmp, phrases, allow_pickle=False)
     words = np.array([len(p.split()) for p in phrases])
-    LOG.info("%d phrases, %.2f words on average, %d with >= 3 words -> %s", len(phrases),
-             words.mean(), int((words >= 3).sum()), args.output)
+    LOG.info(
+        "%d phrases, %.2f words on average, %d with >= 3 words -> %s",
+        len(phrases),
+        words.mean(),
+        int((words >= 3).sum()),
+        args.output,
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def clean(text: str, *, wikitext: bool = True, drop_bracketed: bool = False) -> 
 def sentences(text: str) -> list[str]:
     out, start = [], 0
     for m in _SENT_END.finditer(text):
-        out.append(text[start:m.end()].strip())
+        out.append(text[start : m.end()].strip())
         start = m.end()
     out.append(text[start:].strip())
     return [s for s in out if s]
@@ -61,23 +61,31 @@ def chunk(text: str, max_words: int) -> Iterator[str]:
         yield " ".join(cur)
 
 
-def build_rows(records: Iterable[dict], max_words: int, *, wikitext: bool = True,
-               drop_bracketed: bool = False) -> dict[str, list]:
+def build_rows(
+    records: Iterable[dict], max_words: int, *, wikitext: bool = True, drop_bracketed: bool = False
+) -> dict[str, list]:
     texts, ids, lengths = [], [], []
     for rec in records:
-        for k, piece in enumerate(chunk(clean(rec["text"], wikitext=wikitext,
-                                              drop_bracketed=drop_bracketed), max_words)):
+        for k, piece in enumerate(
+            chunk(clean(rec["text"], wikitext=wikitext, drop_bracketed=drop_bracketed), max_words)
+        ):
             texts.append(piece)
             ids.append(f"{rec['id']}#{k}")
             lengths.append(len(piece.split()))
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
-    return {"text": [texts[i] for i in order], "id": [ids[i] for i in order],
-            "text_length": [lengths[i] for i in order]}
+    return {
+        "text": [texts[i] for i in order],
+        "id": [ids[i] for i in order],
+        "text_length": [lengths[i] for i in order],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m relift.regpt.preprocess", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.regpt.preprocess",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--input", required=True, help="corpus file (or dataset folder for hf_disk)")
     ap.add_argument("--format", required=True, choices=FORMATS)
     ap.add_argument("--text-field", default="text", help="jsonl/hf_disk: name of the text column")
@@ -88,8 +96,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.max_words < 1:
         raise InputError(f"--max-words must be >= 1, got {args.max_words}")
-    rows = build_rows(read_records(args.input, args.format, args.text_field), args.max_words,
-                      wikitext=not args.no_wikitext_fix, drop_bracketed=args.drop_bracketed)
+    rows = build_rows(
+        read_records(args.input, args.format, args.text_field),
+        args.max_words,
+        wikitext=not args.no_wikitext_fix,
+        drop_bracketed=args.drop_bracketed,
+    )
     if not rows["text"]:
         raise InputError("corpus is empty (no non-blank text after cleaning)", path=args.input)
     import datasets
@@ -97,8 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     ds = datasets.Dataset.from_dict(rows)
     with atomic_dir(args.output) as tmp:
         ds.save_to_disk(str(tmp))
-    LOG.info("%s: %d chunks, %d words, longest %d words -> %s", args.input, len(ds),
-             sum(rows["text_length"]), rows["text_length"][-1], args.output)
+    LOG.info(
+        "%s: %d chunks, %d words, longest %d words -> %s",
+        args.input,
+        len(ds),
+        sum(rows["text_length"]),
+        rows["text_length"][-1],
+        args.output,
+    )
 
 
 if __name__ == "__main__":

@@ -50,31 +50,42 @@ def iter_texts(dataset_dir: str | Path, batch_size: int = 1000):
 
     ds = datasets.load_from_disk(str(dataset_dir))
     for i in range(0, len(ds), batch_size):
-        yield ds[i: i + batch_size]["text"]
+        yield ds[i : i + batch_size]["text"]
 
 
 def train_phrase_tokenizer(base, texts, vocab_size: int, pre_tokenizer: str = "none"):
     from tokenizers.pre_tokenizers import Metaspace
 
     if vocab_size <= len(SPECIALS):
-        raise InputError(f"vocab_size {vocab_size} leaves no room beside the {len(SPECIALS)} special "
-                         f"tokens {' '.join(SPECIALS)}", field="vocab_size")
+        raise InputError(
+            f"vocab_size {vocab_size} leaves no room beside the {len(SPECIALS)} special "
+            f"tokens {' '.join(SPECIALS)}",
+            field="vocab_size",
+        )
     if pre_tokenizer == "metaspace":
-        base.backend_tokenizer.pre_tokenizer = Metaspace(replacement="▁", prepend_scheme="always",
-                                                         split=True)
+        base.backend_tokenizer.pre_tokenizer = Metaspace(
+            replacement="▁", prepend_scheme="always", split=True
+        )
     elif pre_tokenizer != "none":
-        raise InputError(f"unknown pre_tokenizer {pre_tokenizer!r}; expected 'none' or 'metaspace'",
-                         field="pre_tokenizer")
+        raise InputError(
+            f"unknown pre_tokenizer {pre_tokenizer!r}; expected 'none' or 'metaspace'",
+            field="pre_tokenizer",
+        )
     tok = base.train_new_from_iterator(texts, vocab_size=vocab_size)
     got = tok.convert_ids_to_tokens(list(range(len(SPECIALS))))
     if tuple(got) != SPECIALS:
-        raise InputError(f"base tokenizer's special tokens are {got}, expected {list(SPECIALS)} at ids 0-2")
+        raise InputError(
+            f"base tokenizer's special tokens are {got}, expected {list(SPECIALS)} at ids 0-2"
+        )
     return tok
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m relift.regpt.tokenizer", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.regpt.tokenizer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--train", required=True, help="training split (Arrow dataset folder)")
     ap.add_argument("--base", default=BUILTIN_BASE, help="base tokenizer (default: %(default)s)")
     ap.add_argument("--vocab-size", type=int, required=True)
@@ -87,8 +98,13 @@ def main(argv: list[str] | None = None) -> None:
         tok.save_pretrained(str(tmp))
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
     multi = sum(1 for t in vocab if t.strip("▁").count("▁") >= 1)
-    LOG.info("phrase tokenizer: %d entries (asked %d), %.1f%% span several words -> %s", len(tok),
-             args.vocab_size, 100 * multi / max(1, len(vocab)), args.output)
+    LOG.info(
+        "phrase tokenizer: %d entries (asked %d), %.1f%% span several words -> %s",
+        len(tok),
+        args.vocab_size,
+        100 * multi / max(1, len(vocab)),
+        args.output,
+    )
 
 
 if __name__ == "__main__":
