@@ -23,6 +23,7 @@ def snakemake(
     check: bool = True,
     timeout: int = 1500,
     cores: int | None = 2,
+    targets=(),
 ):
     """Run the real snakemake CLI on the tiny config (plus overlays) in ``workdir``."""
     cmd = [
@@ -30,6 +31,7 @@ def snakemake(
         "-s",
         str(ROOT / "Snakefile"),
         *(["--cores", str(cores)] if cores else []),
+        *map(str, targets),
         "--configfile",
         str(TINY),
         *map(str, configfiles),
