@@ -57,8 +57,11 @@ rulegraph: install
 	command -v dot >/dev/null || apt-get install -y -qq graphviz
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
 
+# throughput benchmarks (ratios against baselines run alongside); most read results/ of `make demo`
 bench: install
 	$(BIN)/python bench/bench_phrase_table.py
+	$(BIN)/python bench/bench_bm25.py
+	$(BIN)/python bench/bench_dag.py
 
 clean:
 	rm -rf results .snakemake

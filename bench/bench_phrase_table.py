@@ -32,7 +32,9 @@ def sample_phrases(path: Path, n: int) -> list[str]:
         from relift.data import sotu
 
         words = " ".join(t for _, t in sotu.speech_files()[-5:]).split()
-        phrases = np.array(sorted({" " + " ".join(words[i: i + 1 + i % 3]) for i in range(len(words))}))
+        phrases = np.array(
+            sorted({" " + " ".join(words[i : i + 1 + i % 3]) for i in range(len(words))})
+        )
     rng = np.random.default_rng(0)
     return list(phrases[rng.choice(len(phrases), size=min(n, len(phrases)), replace=False)])
 
@@ -41,8 +43,13 @@ def sample_phrases(path: Path, n: int) -> list[str]:
 def plain_loop(texts, tok, model, batch_size=128):
     out = []
     for s in range(0, len(texts), batch_size):
-        enc = tok(texts[s: s + batch_size], padding=True, truncation=True, max_length=64,
-                  return_tensors="pt")
+        enc = tok(
+            texts[s : s + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=64,
+            return_tensors="pt",
+        )
         out.append(mean_pool(model(**enc).last_hidden_state, enc["attention_mask"]).numpy())
     return np.concatenate(out)
 
@@ -68,10 +75,14 @@ def bench_embeddings(texts):
     ours, t_ours = timed(encode, texts, tok, model, batch_size=128, repeat=2)
     cos = float((normalize(base) * normalize(ours)).sum(1).min())
     n = len(texts)
-    print(f"embeddings ({n} phrases, {dev}, {torch.get_num_threads()} threads; relift chose {dtype}: {why})")
+    print(
+        f"embeddings ({n} phrases, {dev}, {torch.get_num_threads()} threads; relift chose {dtype}: {why})"
+    )
     print(f"  plain fp32 transformers loop : {n / t_base:8.0f} phrases/s")
-    print(f"  relift encode                : {n / t_ours:8.0f} phrases/s   ratio {t_base / t_ours:.2f}x"
-          f"   (worst cosine to plain fp32 {cos:.5f}; target >= 1,500 phrases/s)")
+    print(
+        f"  relift encode                : {n / t_ours:8.0f} phrases/s   ratio {t_base / t_ours:.2f}x"
+        f"   (worst cosine to plain fp32 {cos:.5f}; target >= 1,500 phrases/s)"
+    )
 
 
 def bench_negatives(x, k=101):
@@ -80,19 +91,27 @@ def bench_negatives(x, k=101):
     (ref_ids, _), t_flat = timed(neg.search_faiss, x, k, repeat=3)
     print(f"  faiss IndexFlatIP            : {n / t_flat:8.0f} q/s")
     (_, _), t_np = timed(neg.search_numpy, x, k, repeat=3)
-    print(f"  numpy brute force            : {n / t_np:8.0f} q/s   ratio to IndexFlatIP {t_flat / t_np:.2f}x")
+    print(
+        f"  numpy brute force            : {n / t_np:8.0f} q/s   ratio to IndexFlatIP {t_flat / t_np:.2f}x"
+    )
     for backend in ("torch", "auto"):
         (ids, _), t = timed(neg.search, x, k, backend, repeat=3)
         agree = float((ids == ref_ids).mean())
         name = f"relift {backend} ({neg.pick_backend(backend)})"
-        print(f"  {name:<29}: {n / t:8.0f} q/s   ratio to IndexFlatIP {t_flat / t:.2f}x, "
-              f"to numpy {t_np / t:.2f}x   (ids equal to IndexFlatIP: {agree:.4f})")
+        print(
+            f"  {name:<29}: {n / t:8.0f} q/s   ratio to IndexFlatIP {t_flat / t:.2f}x, "
+            f"to numpy {t_np / t:.2f}x   (ids equal to IndexFlatIP: {agree:.4f})"
+        )
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--phrases", type=Path, default=Path("results/regpt/phrases.npy"))
-    ap.add_argument("--embeddings", type=Path, default=Path("results/regpt/phrases_embeddings_normalized.npy"))
+    ap.add_argument(
+        "--embeddings", type=Path, default=Path("results/regpt/phrases_embeddings_normalized.npy")
+    )
     ap.add_argument("--n", type=int, default=4000, help="phrases to embed")
     ap.add_argument("--nq", type=int, default=20000, help="table size for the negatives search")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("RELIFT_THREADS", 2)))
