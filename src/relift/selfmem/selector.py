@@ -145,6 +145,10 @@ def save_selector(model: Selector, tok, folder: Path, spec: dict) -> None:
     from safetensors.torch import save_file
 
     model.encoder.save_pretrained(str(folder / "encoder"))
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:  # the last call's truncation/padding is not part of the tokenizer
+        backend.no_truncation()
+        backend.no_padding()
     tok.save_pretrained(str(folder / "encoder"))
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},

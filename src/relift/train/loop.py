@@ -627,6 +627,9 @@ def train(
         res.step, res.tokens = st["step"], st["tokens"]
         res.best_step, res.best_value = st["best_step"], st["best_value"]
         res.stopped_early, bad_evals = st["stopped_early"], st["bad_evals"]
+        # a resumed run reports the whole run: time so far and the last evaluation
+        res.train_seconds = st.get("train_seconds", 0.0)
+        res.last_metrics = st.get("last_metrics", {})
         res.resumed_from = res.step
         LOG.info("resumed from %s (step %d of %d)", path, res.step, cfg.max_steps)
     acc.wait_for_everyone()
@@ -656,6 +659,8 @@ def train(
                 "best_value": res.best_value,
                 "bad_evals": bad_evals,
                 "stopped_early": res.stopped_early,
+                "train_seconds": res.train_seconds,
+                "last_metrics": res.last_metrics,
                 "fingerprint": fp,
             }
             (tmp / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
