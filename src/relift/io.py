@@ -131,6 +131,17 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def save_tokenizer(tok, folder: str | os.PathLike) -> None:
+    """``tok.save_pretrained(folder)`` without the truncation/padding that the tokenizer's last
+    call left in a fast tokenizer's state (it would make the saved ``tokenizer.json`` depend on
+    the run's history, e.g. on whether a training run was resumed)."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tok.save_pretrained(str(folder))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from relift.io import LOG, InputError, require_file, run_cli
+from relift.io import LOG, InputError, require_file, run_cli, save_tokenizer
 from relift.regpt import data as D
 from relift.regpt.losses import IGNORE
 from relift.regpt.train import add_data_args, fingerprint, finish_output
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def write(tmp):
             m.save_pretrained(str(tmp))
-            tok.save_pretrained(str(tmp))
+            save_tokenizer(tok, tmp)
 
         finish_output(args.output, args.work_dir, write, info, "token-level baseline")
         LOG.info(

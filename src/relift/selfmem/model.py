@@ -42,7 +42,7 @@ from transformers.models.bart.modeling_bart import (
     shift_tokens_right,
 )
 
-from relift.io import InputError
+from relift.io import InputError, save_tokenizer
 
 ARCHS = ("vanilla", "joint", "dual")
 SPEC_FILE = "selfmem.json"
@@ -530,7 +530,7 @@ class Generator:
         """Write model, tokenizer and ``selfmem.json`` into ``path`` (an existing folder)."""
         path = Path(path)
         self.model.save_pretrained(str(path))
-        self.tokenizer.save_pretrained(str(path))
+        save_tokenizer(self.tokenizer, path)
         (path / SPEC_FILE).write_text(json.dumps(asdict(self.spec), indent=2) + "\n")
 
     @property

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from relift.io import LOG, InputError, atomic_dir, run_cli, write_json_atomic
+from relift.io import LOG, InputError, atomic_dir, run_cli, save_tokenizer, write_json_atomic
 from relift.selfmem.loop import (
     _same_splits,
     _split_map,
@@ -145,11 +145,7 @@ def save_selector(model: Selector, tok, folder: Path, spec: dict) -> None:
     from safetensors.torch import save_file
 
     model.encoder.save_pretrained(str(folder / "encoder"))
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:  # the last call's truncation/padding is not part of the tokenizer
-        backend.no_truncation()
-        backend.no_padding()
-    tok.save_pretrained(str(folder / "encoder"))
+    save_tokenizer(tok, folder / "encoder")
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
         str(folder / "head.safetensors"),
