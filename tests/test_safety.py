@@ -86,6 +86,22 @@ def test_phrase_table_is_loaded_without_pickles(tmp_path):
         load_phrases(tmp_path / "phrases.npy")
 
 
+def evil_task(tmp: Path, rows: list[dict], trg_field: str) -> str:
+    """Three splits in a folder whose name holds `;` and quotes; the config text of the task."""
+    data = tmp / "my data; 'x'"
+    data.mkdir()
+    for split in ("train", "dev", "test"):
+        (data / f"{split} set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = "".join(
+        f"      {split}: {json.dumps(str(data / f'{split} set.jsonl'))}\n"
+        for split in ("train", "dev", "test")
+    )
+    return (
+        f"  tasks:\n    evil:\n{paths}      src_field: {json.dumps(EVIL)}\n"
+        f"      trg_field: {json.dumps(trg_field)}\n      metric: bleu\n  run_tasks: [evil]\n"
+    )
+
+
 # --------------------------------------------------------------------------- shell quoting
 def test_config_strings_reach_shell_commands_quoted(tmp_path):
     """Every free-text config value (paths, field names, model names, the memory separator) is
@@ -93,26 +109,13 @@ def test_config_strings_reach_shell_commands_quoted(tmp_path):
     as ONE argument (Snakemake's `:q`, i.e. shlex.quote), never as shell syntax."""
     fixture_tm_wheels(tmp_path / "fixture_wheels")
     rows = [{EVIL: f"the house {i}", EVIL + "2": f"das Haus {i}"} for i in range(4)]
-    data = tmp_path / "my data; 'x'"
-    data.mkdir()
-    for split in ("train", "dev", "test"):
-        (data / f"{split} set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = f"""
 regpt:
   tokenizer: {{base: {json.dumps(EVIL)}}}
   embeddings: {{encoder: {json.dumps(EVIL)}}}
   model: {{pretrained_decoder: {json.dumps(EVIL)}}}
 selfmem:
-  tasks:
-    evil:
-      train: {json.dumps(str(data / "train set.jsonl"))}
-      dev: {json.dumps(str(data / "dev set.jsonl"))}
-      test: {json.dumps(str(data / "test set.jsonl"))}
-      src_field: {json.dumps(EVIL)}
-      trg_field: {json.dumps(EVIL + "2")}
-      metric: bleu
-  run_tasks: [evil]
-  tokenizer: {{pretrained: {json.dumps(EVIL)}}}
+{evil_task(tmp_path, rows, EVIL + "2")}  tokenizer: {{pretrained: {json.dumps(EVIL)}}}
   generator: {{pretrained: {json.dumps(EVIL)}}}
   selector: {{encoder: {json.dumps(EVIL)}}}
   loop:
@@ -146,22 +149,9 @@ def test_a_job_with_such_values_really_runs(tmp_path):
     """And for real: the BM25 memory of a task whose files and field names hold spaces, quotes
     and `;` is built, and nothing else runs."""
     rows = [{EVIL: f"the house number {i} is red", "trg": f"das Haus {i}"} for i in range(6)]
-    data = tmp_path / "my data; 'x'"
-    data.mkdir()
-    for split in ("train", "dev", "test"):
-        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = f"""
 selfmem:
-  tasks:
-    evil:
-      train: {json.dumps(str(data / "train.jsonl"))}
-      dev: {json.dumps(str(data / "dev.jsonl"))}
-      test: {json.dumps(str(data / "test.jsonl"))}
-      src_field: {json.dumps(EVIL)}
-      trg_field: trg
-      metric: bleu
-  run_tasks: [evil]
-"""
+{evil_task(tmp_path, rows, "trg")}"""
     snakemake(
         tmp_path,
         targets=["results/selfmem/evil/memory/bm25/dev.txt"],
