@@ -5,6 +5,11 @@ gres) is installed when missing and started for this module, and stopped by PID 
 on failure. The test profile is profiles/slurm itself with three changes that the small test
 node needs: GPU counts capped at 1, memory/runtime/CPU requests that fit one 4-CPU node, and
 fast status checks. Set RELIFT_SKIP_SLURM=1 to skip (e.g. not root, not Debian).
+
+The fault tests (issue 7) then train three rules on the cluster with the profile's retries and
+disturb them: a job cancelled with scancel is retried and resumes from its checkpoint, a job
+over its memory is killed by SLURM and retried with twice the memory, a requeued job runs
+again under the same id and resumes. Each prints its rule's sacct records (pytest -s).
 """
 
 from __future__ import annotations
@@ -177,77 +182,62 @@ def test_tiny_dag_on_slurm_matches_local(slurm, tiny_run, tmp_path):
             assert ours[key] == value, key
 
 
-# ---- faults on the cluster: scancel, memory limit, requeue (with the real profile's retries: 2)
+# ---- faults on the cluster (issue 7): scancel, a memory limit, a requeue
 #
-# Each test runs one training rule in a copy of the session's tiny run (every upstream output is
-# there, so with --allowed-rules only the rule under test is submitted), disturbs its job while
-# it trains, and reads what happened from sacct.
+# One Snakemake run through the test profile with profiles/slurm's `retries: 2` trains three
+# rules at once in a copy of the session's tiny run (every upstream output is there and
+# --allowed-rules keeps Snakemake to these three jobs), and a watcher disturbs them:
+#   regpt_stage1            scancel once it has a checkpoint: the retry must resume from it
+#   selfmem_train_generator scontrol requeue once it has a checkpoint: the same job id runs
+#                           again (SLURM holds it for AuthInfo=cred_expire) and resumes
+#   selfmem_selector_train  attempt 1 gets less memory than it needs: SLURM kills it
+#                           (JobAcctGatherParams=OverMemoryKill) and attempt 2 gets twice as much
+# One run instead of three: the plugin backs its status checks off by 10 s per quiet check, so
+# every separate run would cost a minute or two of waiting. Each test reads its rule's records.
 
+FAULT_RULES = {  # rule -> (output, work dir of its checkpoints, log)
+    "regpt_stage1": (
+        "results/regpt/stage1",
+        "results/regpt/stage1.ckpt",
+        "results/logs/regpt/stage1.log",
+    ),
+    "selfmem_train_generator": (
+        "results/selfmem/tm_ende/generator/joint",
+        "results/selfmem/tm_ende/work/joint",
+        "results/logs/selfmem/tm_ende/train_generator_joint.log",
+    ),
+    "selfmem_selector_train": (
+        "results/selfmem/tm_ende/joint/selector/model",
+        "results/selfmem/tm_ende/work/selector_joint",
+        "results/logs/selfmem/tm_ende/selector_train_joint.log",
+    ),
+}
+# long enough to be caught between checkpoints (~0.5 s a step here), short enough for CI
+FAULT_OVERLAY = """\
+regpt:
+  stage1: {steps: 24, save_every: 2}
+selfmem:
+  generator: {max_steps: 16, eval_every: 2}
+"""
+# the plugin checks job states every 2 s, then 10 s longer after every check without news
+RETRY_WAIT = 120
+SELECTOR_MEM = 650  # MB on attempt 1; the selector's job step peaks at 0.9-1.0 GB
 SACCT_FIELDS = ["JobID", "Comment", "State", "ReqMem", "MaxRSS", "Elapsed", "ExitCode"]
 
 
-def copy_run(tiny_run: Path, dest: Path, *outputs: str) -> Path:
-    """A copy of the tiny run (mtimes kept, so everything is up to date) less ``outputs``."""
-    shutil.copytree(tiny_run, dest, symlinks=True)
-    for rel in outputs:
-        shutil.rmtree(dest / rel, ignore_errors=True)
-    return dest
-
-
-def fault_profile(tmp_path: Path, rule: str, **resources) -> Path:
-    """The test profile with profiles/slurm's retries (2) and attempt-scaled ``resources`` of
-    ``rule`` (expressions of ``attempt``, evaluated by Snakemake per attempt)."""
+def fault_profile(tmp_path: Path) -> Path:
+    """The test profile with profiles/slurm's retries and attempt-scaled memory; one CPU per
+    job so that all three fit the 4-CPU node at once (GPU jobs: 1 of the node's 2 fake GPUs)."""
     real = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     out = make_test_profile(tmp_path)
     prof = yaml.safe_load((out / "config.yaml").read_text())
     prof["retries"] = real["retries"]
-    prof["set-resources"][rule].update(resources)
+    res = prof["set-resources"]
+    for rule in ("regpt_stage1", "selfmem_train_generator"):
+        res[rule].update(cpus_per_gpu=1, mem_mb="1000 * attempt")
+    res["selfmem_selector_train"] = {"cpus_per_task": 1, "mem_mb": f"{SELECTOR_MEM} * attempt"}
     (out / "config.yaml").write_text(yaml.safe_dump(prof))
     return out
-
-
-def start_snakemake(wd: Path, profile: Path, rule: str, target: str, *configfiles: Path):
-    log = open(wd / "snakemake-slurm.log", "w")
-    cmd = [
-        SNAKEMAKE,
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--configfile",
-        str(TINY),
-        *map(str, configfiles),
-        "--profile",
-        str(profile),
-        "--allowed-rules",
-        rule,
-        "--",
-        target,
-    ]
-    proc = subprocess.Popen(cmd, cwd=wd, stdout=log, stderr=subprocess.STDOUT, text=True)
-    proc.logfile = wd / "snakemake-slurm.log"
-    return proc
-
-
-def finish(proc, timeout: int = 600) -> str:
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return proc.logfile.read_text()
-
-
-def wait_until(what: str, cond, proc, timeout: float = 300, every: float = 0.5):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = cond()
-        if value:
-            return value
-        if proc.poll() is not None:
-            raise AssertionError(f"snakemake exited ({proc.returncode}) before {what}:\n"
-                                 + proc.logfile.read_text()[-4000:])
-        time.sleep(every)
-    proc.kill()
-    raise AssertionError(f"timeout waiting for {what}:\n" + finish(proc)[-4000:])
 
 
 def of_rule(comment: str, rule: str) -> bool:
@@ -255,24 +245,26 @@ def of_rule(comment: str, rule: str) -> bool:
     return comment.split("_wildcards")[0] == f"rule_{rule}"
 
 
-def running_job(rule: str) -> str | None:
-    """The id of the RUNNING job of ``rule`` (from squeue's comment, which names the rule)."""
+def queue() -> list[tuple[str, str, str]]:
+    """(job id, state, rule) of every job in squeue (the job comment names the rule)."""
     r = subprocess.run(["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True)
+    jobs = []
     for line in r.stdout.splitlines():
         jobid, state, comment = line.split("|", 2)
-        if state == "RUNNING" and of_rule(comment, rule):
-            return jobid
-    return None
+        jobs.append((jobid, state, comment.split("_wildcards")[0].removeprefix("rule_")))
+    return jobs
 
 
-def checkpoints(work: Path) -> list[int]:
+def checkpoint_steps(work: Path) -> list[int]:
+    """Complete checkpoints (``step-N``; a save in progress is ``.step-N.tmp``)."""
     return sorted(int(p.name[5:]) for p in (work / "checkpoints").glob("step-*") if p.is_dir())
 
 
 def sacct_records(since: str) -> list[dict]:
-    """Every record since ``since``: jobs, steps and the earlier runs of requeued jobs (-D)."""
+    """Every record since ``since``: jobs, their steps, and earlier runs of requeued jobs (-D)."""
+    fields = ",".join(f + "%200" for f in SACCT_FIELDS)
     r = subprocess.run(
-        ["sacct", "-D", "-n", "-P", "-S", since, "-o", ",".join(f + "%200" for f in SACCT_FIELDS)],
+        ["sacct", "-D", "-n", "-P", "-S", since, "-o", fields],
         capture_output=True,
         text=True,
         check=True,
@@ -280,60 +272,175 @@ def sacct_records(since: str) -> list[dict]:
     return [dict(zip(SACCT_FIELDS, line.split("|"))) for line in r.stdout.splitlines() if line]
 
 
-def rule_jobs(since: str, rule: str, settled: bool = True) -> tuple[list[dict], list[dict]]:
-    """(job records of ``rule`` in submission order, all records of those jobs incl. steps);
-    waits (up to 60 s) until every job record is final when ``settled``."""
-    deadline = time.time() + 60
-    while True:
-        recs = sacct_records(since)
-        jobs = [r for r in recs if "." not in r["JobID"] and of_rule(r["Comment"], rule)]
-        ids = {j["JobID"] for j in jobs}
-        mine = [r for r in recs if r["JobID"].split(".")[0] in ids]
-        final = all(j["State"] not in ("PENDING", "RUNNING", "REQUEUED") for j in jobs[-1:])
-        if not settled or final or time.time() > deadline:
-            return jobs, mine
-        time.sleep(1)
+def rule_records(records: list[dict], rule: str) -> tuple[list[dict], list[dict]]:
+    """(job records of ``rule`` in submission order, those records with their steps)."""
+    jobs = [r for r in records if "." not in r["JobID"] and of_rule(r["Comment"], rule)]
+    ids = {j["JobID"] for j in jobs}
+    return jobs, [r for r in records if r["JobID"].split(".")[0] in ids]
 
 
 def print_table(title: str, records: list[dict]) -> None:
-    rows = [[r[f] if f != "Comment" else r[f].split("_wildcards")[0] for f in SACCT_FIELDS]
-            for r in records]
-    widths = [max(len(f), *(len(row[i]) for row in rows)) for i, f in enumerate(SACCT_FIELDS)]
+    rows = [[r[f].split("_wildcards")[0] for f in SACCT_FIELDS] for r in records]
+    widths = [max([len(f)] + [len(row[i]) for row in rows]) for i, f in enumerate(SACCT_FIELDS)]
     print(f"\n{title}")
     for row in [SACCT_FIELDS, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def kbytes(size: str) -> int:
+    """sacct's MaxRSS (``834816K``, ``1.2G``, empty) in KiB."""
+    if not size:
+        return 0
+    scale = {"K": 1, "M": 1024, "G": 1024**2}.get(size[-1])
+    return int(float(size[:-1]) * scale) if scale else int(size) // 1024
 
 
 def resumed_step(log: Path) -> tuple[int, int]:
+    """(step, max steps) of the log's ``resumed from ... (step N of M)`` line."""
     m = re.search(r"resumed from \S+ \(step (\d+) of (\d+)\)", log.read_text())
     assert m, f"no 'resumed from' in {log}:\n{log.read_text()[-3000:]}"
     return int(m.group(1)), int(m.group(2))
 
 
-def now_stamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 2))
+@pytest.fixture(scope="module")
+def faults(slurm, tiny_run, tmp_path_factory):
+    """Run the three rules on the cluster, disturb them, return what happened."""
+    tmp = tmp_path_factory.mktemp("slurm-faults")
+    wd = tmp / "run"
+    shutil.copytree(tiny_run, wd, symlinks=True)  # mtimes kept: everything up to date
+    for out, work, _ in FAULT_RULES.values():
+        shutil.rmtree(wd / out, ignore_errors=True)
+        shutil.rmtree(wd / work, ignore_errors=True)
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(TINY),
+        str(overlay(tmp, "faults.yaml", FAULT_OVERLAY)),
+        "--profile",
+        str(fault_profile(tmp)),
+        "--allowed-rules",
+        *FAULT_RULES,
+        "--",
+        *(out for out, _, _ in FAULT_RULES.values()),
+    ]
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 2))
+    t0 = time.time()
+    events: dict[str, dict] = {}
+    with open(tmp / "snakemake.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=wd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # scancel stage 1 and requeue the generator, each once, when it has a checkpoint
+            actions = {
+                "regpt_stage1": ["scancel"],
+                "selfmem_train_generator": ["scontrol", "requeue"],
+            }
+            while proc.poll() is None and time.time() - t0 < 600:
+                jobs = queue()
+                running = {rule: jobid for jobid, state, rule in jobs if state == "RUNNING"}
+                for rule in [r for r in actions if r in running]:
+                    steps = checkpoint_steps(wd / FAULT_RULES[rule][1])
+                    if steps:
+                        subprocess.run([*actions.pop(rule), running[rule]], check=True)
+                        events[rule] = {
+                            "jobid": running[rule],
+                            "step": steps[-1],
+                            "at_s": round(time.time() - t0, 1),
+                        }
+                # the cancelled job must come back as a new job (Snakemake's retry)
+                ev = events.get("regpt_stage1")
+                if ev and "retried" not in ev:
+                    if any(r == "regpt_stage1" and i != ev["jobid"] for i, _, r in jobs):
+                        ev["retried"] = True
+                    elif time.time() - t0 > ev["at_s"] + RETRY_WAIT:
+                        ev["retried"] = False
+                        break
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # its jobs are scancelled by the slurm fixture's stop
+            proc.wait()
+    # sacct gets the final records asynchronously; a requeued job's first run stays REQUEUED
+    deadline = time.time() + (60 if proc.returncode == 0 else 10)
+    while True:
+        records = sacct_records(since)
+        last = {r["JobID"]: r["State"] for r in records if "." not in r["JobID"]}
+        if not set(last.values()) & {"PENDING", "RUNNING", "REQUEUED", "COMPLETING"}:
+            break
+        if time.time() > deadline:
+            break
+        time.sleep(1)
+    print(f"\nfault run: snakemake rc {proc.returncode} after {time.time() - t0:.0f} s; {events}")
+    return {
+        "wd": wd,
+        "rc": proc.returncode,
+        "log": (tmp / "snakemake.log").read_text(),
+        "events": events,
+        "records": records,
+    }
 
 
-def test_cancelled_job_is_retried_and_resumes(slurm, tiny_run, tmp_path):
-    """scancel of regpt_stage1 mid-training: the profile's retry resubmits it (attempt 2, more
-    memory) and attempt 2 resumes from the last checkpoint of attempt 1."""
-    rule, target, work = "regpt_stage1", "results/regpt/stage1", "results/regpt/stage1.ckpt"
-    wd = copy_run(tiny_run, tmp_path / "run", target, work)
-    steps = overlay(tmp_path, "steps.yaml", "regpt:\n  stage1:\n    steps: 24\n    save_every: 2\n")
-    prof = fault_profile(tmp_path, rule, mem_mb="1000 * attempt")
-    since = now_stamp()
-    proc = start_snakemake(wd, prof, rule, target, steps)
-    jobid = wait_until(f"a checkpoint of a running {rule} job",
-                       lambda: checkpoints(wd / work) and running_job(rule), proc)
-    seen = checkpoints(wd / work)[-1]
-    subprocess.run(["scancel", jobid], check=True)
-    log = finish(proc)
-    jobs, records = rule_jobs(since, rule)
-    print_table(f"{rule}: scancel {jobid} after checkpoint step-{seen}", records)
-    assert proc.returncode == 0, log[-4000:]
-    assert [j["JobID"] for j in jobs][0] == jobid
+def test_cancelled_job_is_retried_and_resumes(faults):
+    """scancel of regpt_stage1 mid-training: the profile retries it and attempt 2 resumes
+    from attempt 1's last checkpoint and finishes."""
+    rule = "regpt_stage1"
+    assert rule in faults["events"], f"never cancelled:\n{faults['log'][-4000:]}"
+    ev = faults["events"][rule]
+    assert ev.get("retried"), (
+        f"Snakemake did not resubmit the cancelled job {ev['jobid']} within {RETRY_WAIT} s "
+        "(with slurm-status-command: sacct the plugin reads sacct's 'CANCELLED by <uid>' as "
+        f"still running):\n{faults['log'][-3000:]}"
+    )
+    jobs, records = rule_records(faults["records"], rule)
+    print_table(f"{rule}: scancel {ev['jobid']} at checkpoint step-{ev['step']}", records)
+    assert faults["rc"] == 0, faults["log"][-4000:]
     assert [j["State"].split()[0] for j in jobs] == ["CANCELLED", "COMPLETED"], jobs
-    assert [j["ReqMem"] for j in jobs] == ["1000M", "2000M"], jobs
-    step, total = resumed_step(wd / "results/logs/regpt/stage1.log")
-    assert seen <= step < total == 24, (seen, step, total)
-    assert (wd / target / "model.safetensors").exists() or any((wd / target).iterdir())
+    assert jobs[0]["JobID"] == ev["jobid"]
+    assert [j["ReqMem"] for j in jobs] == ["1000M", "2000M"], jobs  # mem_mb: 1000 * attempt
+    step, total = resumed_step(faults["wd"] / FAULT_RULES[rule][2])
+    print(f"{rule}: the rerun resumed from step {step} of {total}")
+    assert ev["step"] <= step < total == 24, (ev, step, total)
+    assert (faults["wd"] / FAULT_RULES[rule][0] / "model.safetensors").exists()
+
+
+def test_memory_exceeded_job_is_retried_with_more_memory(faults):
+    """selfmem_selector_train with too little memory on attempt 1: SLURM kills it for the
+    memory limit, the retry asks for twice as much (mem_mb: SELECTOR_MEM * attempt) and
+    completes."""
+    rule = "selfmem_selector_train"
+    jobs, records = rule_records(faults["records"], rule)
+    print_table(f"{rule}: mem_mb {SELECTOR_MEM} * attempt", records)
+    assert faults["rc"] == 0, faults["log"][-4000:]
+    assert [j["State"] for j in jobs][-1] == "COMPLETED", jobs
+    assert [j["State"] for j in jobs][0] in ("OUT_OF_MEMORY", "FAILED"), jobs
+    assert [j["ReqMem"] for j in jobs] == [f"{SELECTOR_MEM}M", f"{2 * SELECTOR_MEM}M"], jobs
+    # the kill was the memory limit (slurmstepd's words in the failed job's log, kept)
+    logs = faults["wd"] / "results/logs/slurm" / f"rule_{rule}"
+    slurm_log = next(logs.rglob(f"{jobs[0]['JobID']}.log"))
+    assert "exceeded memory limit" in slurm_log.read_text(), slurm_log.read_text()[-3000:]
+    # and attempt 2 did need more than attempt 1 had
+    peak_kb = max(
+        kbytes(r["MaxRSS"]) for r in records if r["JobID"].startswith(jobs[-1]["JobID"] + ".")
+    )
+    assert peak_kb > SELECTOR_MEM * 1024, records
+    assert (faults["wd"] / FAULT_RULES[rule][0]).is_dir()
+
+
+def test_requeued_job_continues(faults):
+    """scontrol requeue of selfmem_train_generator mid-training: the same job id runs again
+    (no Snakemake retry), resumes from its checkpoint and completes."""
+    rule = "selfmem_train_generator"
+    assert rule in faults["events"], f"never requeued:\n{faults['log'][-4000:]}"
+    ev = faults["events"][rule]
+    jobs, records = rule_records(faults["records"], rule)
+    print_table(f"{rule}: scontrol requeue {ev['jobid']} at checkpoint step-{ev['step']}", records)
+    assert faults["rc"] == 0, faults["log"][-4000:]
+    assert [(j["JobID"], j["State"]) for j in jobs] == [
+        (ev["jobid"], "REQUEUED"),
+        (ev["jobid"], "COMPLETED"),
+    ], jobs
+    step, total = resumed_step(faults["wd"] / FAULT_RULES[rule][2])
+    print(f"{rule}: the rerun resumed from step {step} of {total}")
+    assert ev["step"] <= step < total == 16, (ev, step, total)
+    assert (faults["wd"] / FAULT_RULES[rule][0]).is_dir()
