@@ -61,6 +61,7 @@ rulegraph: install
 bench: install
 	$(BIN)/python bench/bench_phrase_table.py
 	$(BIN)/python bench/bench_bm25.py
+	$(BIN)/python bench/bench_candidates.py
 	$(BIN)/python bench/bench_dag.py
 
 clean:

@@ -34,3 +34,9 @@ $PY bench/bench_phrase_table.py --n 200000 --nq 200000 --threads 8 | tee -a "$OU
 if [ -f bench/bench_regpt_train.py ]; then
   $PY bench/bench_regpt_train.py --size anchor | tee -a "$OUT/summary.txt"
 fi
+# candidate generation on the tiny run's generator (the demo's when results/ holds one)
+GEN=results/selfmem/tm_ende/generator/joint
+[ -d "$GEN" ] || GEN="$WD/results/selfmem/tm_ende/generator/joint"
+DATA=$(dirname "$GEN")/../../../data/tm/dev.jsonl
+$PY bench/bench_candidates.py --generator "$GEN" --data "$DATA" \
+  --memory "$(dirname "$GEN")/../memory/bm25/dev.txt" --n 64 --num-beams 8 | tee -a "$OUT/summary.txt" || true
