@@ -16,17 +16,10 @@ TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def snakemake(
-    workdir: Path,
-    *args: str,
-    configfiles=(),
-    check: bool = True,
-    timeout: int = 1500,
-    cores: int | None = 2,
-    targets=(),
-):
-    """Run the real snakemake CLI on the tiny config (plus overlays) in ``workdir``."""
-    cmd = [
+def snakemake_cmd(*args: str, configfiles=(), cores: int | None = 2, targets=()) -> list[str]:
+    """The snakemake command line on the tiny config (plus overlays); targets come before the
+    config files, which would otherwise take them for more config files."""
+    return [
         SNAKEMAKE,
         "-s",
         str(ROOT / "Snakefile"),
@@ -37,6 +30,19 @@ def snakemake(
         *map(str, configfiles),
         *args,
     ]
+
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfiles=(),
+    check: bool = True,
+    timeout: int = 1500,
+    cores: int | None = 2,
+    targets=(),
+):
+    """Run the real snakemake CLI on the tiny config (plus overlays) in ``workdir``."""
+    cmd = snakemake_cmd(*args, configfiles=configfiles, cores=cores, targets=targets)
     r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(

@@ -86,38 +86,35 @@ def case_non_utf8(tmp):
     return main, argv, ["train.jsonl, line 2: not valid UTF-8"]
 
 
-def case_one_megabyte_line(tmp):
+def preprocess_on(tmp: Path, name: str, content: str, fmt: str, expected: list[str]):
     from relift.regpt import preprocess
 
-    src = tmp / "corpus.txt"
-    src.write_text("A short line.\n" + "word " * 210_000 + "\n")
-    return (
-        preprocess.main,
-        ["--input", str(src), "--format", "text", "--output", str(tmp / "ds")],
+    src = tmp / name
+    src.write_text(content)
+    argv = ["--input", str(src), "--format", fmt, "--output", str(tmp / "ds")]
+    return preprocess.main, argv, expected
+
+
+def case_one_megabyte_line(tmp):
+    return preprocess_on(
+        tmp,
+        "corpus.txt",
+        "A short line.\n" + "word " * 210_000 + "\n",
+        "text",
         ["corpus.txt, line 2: line is 1,050,001 bytes"],
     )
 
 
 def case_empty_text_corpus(tmp):
-    from relift.regpt import preprocess
-
-    src = tmp / "corpus.txt"
-    src.write_text("\n   \n\n")
-    return (
-        preprocess.main,
-        ["--input", str(src), "--format", "text", "--output", str(tmp / "ds")],
-        ["corpus.txt", "corpus is empty"],
-    )
+    return preprocess_on(tmp, "corpus.txt", "\n   \n\n", "text", ["corpus.txt", "corpus is empty"])
 
 
 def case_tsv_column_count(tmp):
-    from relift.regpt import preprocess
-
-    src = tmp / "corpus.tsv"
-    src.write_text("First sentence.\tdoc1\nSecond sentence without an id.\n")
-    return (
-        preprocess.main,
-        ["--input", str(src), "--format", "tsv", "--output", str(tmp / "ds")],
+    return preprocess_on(
+        tmp,
+        "corpus.tsv",
+        "First sentence.\tdoc1\nSecond sentence without an id.\n",
+        "tsv",
         ["corpus.tsv, line 2: expected 2 tab-separated columns"],
     )
 

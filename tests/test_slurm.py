@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import ROOT, SNAKEMAKE, TINY, fixture_tm_wheels, overlay, snakemake
+from helpers import ROOT, fixture_tm_wheels, overlay, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "tools" / "local-slurm.sh"
@@ -311,20 +311,16 @@ def faults(slurm, tiny_run, tmp_path_factory):
     for out, work, _ in FAULT_RULES.values():
         shutil.rmtree(wd / out, ignore_errors=True)
         shutil.rmtree(wd / work, ignore_errors=True)
-    cmd = [
-        SNAKEMAKE,
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--configfile",
-        str(TINY),
-        str(overlay(tmp, "faults.yaml", FAULT_OVERLAY)),
+    cmd = snakemake_cmd(
         "--profile",
         str(fault_profile(tmp)),
         "--allowed-rules",
         *FAULT_RULES,
         "--",
         *(out for out, _, _ in FAULT_RULES.values()),
-    ]
+        configfiles=[overlay(tmp, "faults.yaml", FAULT_OVERLAY)],
+        cores=None,
+    )
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 2))
     t0 = time.time()
     events: dict[str, dict] = {}
