@@ -31,7 +31,7 @@ demo: install
 	@echo "report: $(CURDIR)/results/report.html"
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -60,6 +60,7 @@ rulegraph: install
 # throughput benchmarks (ratios against baselines run alongside); most read results/ of `make demo`
 bench: install
 	$(BIN)/python bench/bench_phrase_table.py
+	$(BIN)/python bench/bench_regpt_train.py
 	$(BIN)/python bench/bench_bm25.py
 	$(BIN)/python bench/bench_candidates.py
 	$(BIN)/python bench/bench_dag.py
