@@ -14,6 +14,7 @@ import pytest
 import torch
 from regpt_tiny import TINY_MODEL, build, common_args
 
+from relift.io import InputError
 from relift.train import loop as L
 
 
@@ -133,6 +134,16 @@ def test_checkpoints_atomic_and_pruned(tmp_path):
     assert {"loss", "lr", "tokens_per_s"} <= set(recs[0])
     assert (tmp_path / "a" / "metrics.csv").read_text().startswith("step,kind,name,value")
     assert any((tmp_path / "a" / "tb").iterdir())
+
+
+def test_default_log_interval_gives_about_40_points(tmp_path):
+    # log_every 0 (the default): every max(1, steps // 40) steps, and always the last step
+    for steps, want in ((6, [1, 2, 3, 4, 5, 6]), (90, [*range(2, 91, 2)])):
+        toy_run(tmp_path / str(steps), max_steps=steps, log_every=0)
+        recs = (tmp_path / str(steps) / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in recs if '"train"' in x] == want
+    with pytest.raises(InputError, match="log_every"):
+        L.TrainConfig(log_every=-1).validate()
 
 
 def test_inprocess_resume_equals_uninterrupted(tmp_path):
@@ -255,6 +266,7 @@ DS_SCRIPT = r"""
 import json, sys, torch
 sys.path.insert(0, sys.argv[2])
 from test_train_loop import Toy, toy_collate, toy_loss
+from relift.io import InputError
 from relift.train import loop as L
 out = sys.argv[1]
 cfg_path = out + "/ds.json"

@@ -97,7 +97,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = leave as is
-    log_every: int = 10
+    log_every: int = 0  # 0 = about LOG_POINTS (40) points over the run
     save_every: int = 0  # checkpoint every N steps (0 = only at the end)
     keep_last: int = 2
     eval_every: int = 0  # 0 = only at the end (when eval_fn is given)
@@ -132,6 +132,7 @@ class TrainConfig:
                 f"best_mode must be min or max, not {self.best_mode!r}",
             ),
             (self.keep_last >= 1, "keep_last must be >= 1"),
+            (self.log_every >= 0, "log_every must be >= 0 (0 = about 40 points over the run)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -160,7 +161,7 @@ def add_train_args(ap: argparse.ArgumentParser, **defaults) -> None:
         "gradient_checkpointing": "recompute activations in backward",
         "seed": "random seed",
         "threads": "CPU threads (0 = torch default)",
-        "log_every": "log every N steps",
+        "log_every": "log every N steps (0 = about 40 points over the run)",
         "save_every": "checkpoint every N steps (0 = at the end only)",
         "keep_last": "checkpoints kept",
         "eval_every": "evaluate every N steps (0 = at the end)",
@@ -523,6 +524,7 @@ def _deepspeed_plugin(cfg: TrainConfig, mixed: str, out_dir: Path):
 
 
 # --------------------------------------------------------------------------- the loop
+LOG_POINTS = 40  # training-loss points of a run whose log_every is 0 (the default)
 VOLATILE = ("stop_after", "progress", "log_every", "threads", "save_every", "keep_last")
 
 
@@ -552,6 +554,7 @@ def train(
     from accelerate.utils import broadcast_object_list
 
     cfg.validate()
+    log_every = cfg.log_every or max(1, cfg.max_steps // LOG_POINTS)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
@@ -778,7 +781,7 @@ def train(
             raise RuntimeError(f"loss is {step_loss} at step {step}; lower the learning rate")
         if bar is not None:
             bar.update(1)
-        if res.step % cfg.log_every == 0 or res.step == cfg.max_steps:
+        if res.step % log_every == 0 or res.step == cfg.max_steps:
             lr = optimizer.param_groups[0]["lr"]
             epochs = res.step * cfg.grad_accum * world / n_batches
             rec = {
