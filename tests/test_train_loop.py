@@ -164,6 +164,24 @@ def test_inprocess_resume_equals_uninterrupted(tmp_path):
     assert res2.resumed_from == 0
 
 
+def test_resume_between_log_records_logs_the_same_losses(tmp_path):
+    # checkpoints every 2 steps, a loss record every 4: the record after a resume from step 2
+    # still averages steps 1-4, as in the uninterrupted run
+    kw = {"max_steps": 8, "save_every": 2, "log_every": 4}
+    toy_run(tmp_path / "full", **kw)
+    with pytest.raises(SystemExit):
+        toy_run(tmp_path / "cut", stop_after=2, **kw)
+    _, res = toy_run(tmp_path / "cut", **kw)
+    assert res.resumed_from == 2
+
+    def losses(run):
+        recs = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"], r["tokens"]) for r in recs]
+
+    assert [s for s, _, _ in losses("full")] == [4, 8]
+    assert losses("cut") == losses("full")
+
+
 def test_best_tracking_and_early_stopping(tmp_path):
     values = iter([5.0, 3.0, 4.0, 4.5, 1.0, 0.5])
 

@@ -608,6 +608,7 @@ def train(
     bad_evals = 0
     ckpts = list_checkpoints(ckpt_dir)
     fp = run_fingerprint(cfg, fingerprint)
+    window = None  # the open log window of the checkpoint resumed from
     if ckpts:
         old = json.loads((ckpts[-1][1] / STATE_NAME).read_text()).get("fingerprint")
         if old != fp:
@@ -633,6 +634,7 @@ def train(
         # a resumed run reports the whole run: time so far and the last evaluation
         res.train_seconds = st.get("train_seconds", 0.0)
         res.last_metrics = st.get("last_metrics", {})
+        window = st.get("log_window")
         res.resumed_from = res.step
         LOG.info("resumed from %s (step %d of %d)", path, res.step, cfg.max_steps)
     acc.wait_for_everyone()
@@ -664,6 +666,9 @@ def train(
                 "stopped_early": res.stopped_early,
                 "train_seconds": res.train_seconds,
                 "last_metrics": res.last_metrics,
+                # the steps since the last log record, so that a resumed run logs the same
+                # averages as an uninterrupted one
+                "log_window": win,
                 "fingerprint": fp,
             }
             (tmp / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
@@ -742,7 +747,10 @@ def train(
             dynamic_ncols=True,
             mininterval=2.0,
         )
-    win_loss, win_n, win_tokens, win_time = 0.0, 0, 0, 0.0
+    # running sums of the steps since the last log record
+    win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0}
+    if window:
+        win.update(window)
     last_eval = -1
     last_save = res.step if ckpts else -1
     while res.step < cfg.max_steps and not res.stopped_early:
@@ -773,10 +781,10 @@ def train(
         dt = time.perf_counter() - t0
         res.tokens += step_tokens * world
         res.train_seconds += dt
-        win_loss += step_loss
-        win_n += 1
-        win_tokens += step_tokens * world
-        win_time += dt
+        win["loss"] += step_loss
+        win["n"] += 1
+        win["tokens"] += step_tokens * world
+        win["time"] += dt
         if not math.isfinite(step_loss):
             raise RuntimeError(f"loss is {step_loss} at step {step}; lower the learning rate")
         if bar is not None:
@@ -788,9 +796,9 @@ def train(
                 "kind": "train",
                 "step": res.step,
                 "epoch": round(epochs, 4),
-                "loss": win_loss / win_n,
+                "loss": win["loss"] / win["n"],
                 "lr": lr,
-                "tokens_per_s": win_tokens / max(win_time, 1e-9),
+                "tokens_per_s": win["tokens"] / max(win["time"], 1e-9),
                 "tokens": res.tokens,
                 **{k: float(v) for k, v in stats.items() if k != "tokens"},
             }
@@ -809,7 +817,7 @@ def train(
                 lr,
                 rec["tokens_per_s"],
             )
-            win_loss, win_n, win_tokens, win_time = 0.0, 0, 0, 0.0
+            win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0}
         if eval_fn is not None and cfg.eval_every and res.step % cfg.eval_every == 0:
             run_eval(res.step)
             last_eval = res.step
