@@ -284,7 +284,6 @@ DS_SCRIPT = r"""
 import json, sys, torch
 sys.path.insert(0, sys.argv[2])
 from test_train_loop import Toy, toy_collate, toy_loss
-from relift.io import InputError
 from relift.train import loop as L
 out = sys.argv[1]
 cfg_path = out + "/ds.json"

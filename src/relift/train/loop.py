@@ -78,6 +78,14 @@ STOP_EXIT_CODE = 75  # --stop-after: "interrupted on purpose" (EX_TEMPFAIL)
 
 
 # --------------------------------------------------------------------------- config
+LOG_POINTS = 40  # training-loss points of a run whose log_every is 0 (the default)
+
+
+def _log_window(saved: dict | None = None) -> dict:
+    """Running sums of the steps since the last log record (kept in checkpoints)."""
+    return {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0, **(saved or {})}
+
+
 @dataclass
 class TrainConfig:
     max_steps: int = 100  # optimizer updates
@@ -97,7 +105,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = leave as is
-    log_every: int = 0  # 0 = about LOG_POINTS (40) points over the run
+    log_every: int = 0  # 0 = about LOG_POINTS points over the run
     save_every: int = 0  # checkpoint every N steps (0 = only at the end)
     keep_last: int = 2
     eval_every: int = 0  # 0 = only at the end (when eval_fn is given)
@@ -132,7 +140,7 @@ class TrainConfig:
                 f"best_mode must be min or max, not {self.best_mode!r}",
             ),
             (self.keep_last >= 1, "keep_last must be >= 1"),
-            (self.log_every >= 0, "log_every must be >= 0 (0 = about 40 points over the run)"),
+            (self.log_every >= 0, f"log_every must be >= 0 (0 = about {LOG_POINTS} points)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -161,7 +169,7 @@ def add_train_args(ap: argparse.ArgumentParser, **defaults) -> None:
         "gradient_checkpointing": "recompute activations in backward",
         "seed": "random seed",
         "threads": "CPU threads (0 = torch default)",
-        "log_every": "log every N steps (0 = about 40 points over the run)",
+        "log_every": f"log every N steps (0 = about {LOG_POINTS} points over the run)",
         "save_every": "checkpoint every N steps (0 = at the end only)",
         "keep_last": "checkpoints kept",
         "eval_every": "evaluate every N steps (0 = at the end)",
@@ -524,7 +532,6 @@ def _deepspeed_plugin(cfg: TrainConfig, mixed: str, out_dir: Path):
 
 
 # --------------------------------------------------------------------------- the loop
-LOG_POINTS = 40  # training-loss points of a run whose log_every is 0 (the default)
 VOLATILE = ("stop_after", "progress", "log_every", "threads", "save_every", "keep_last")
 
 
@@ -747,10 +754,7 @@ def train(
             dynamic_ncols=True,
             mininterval=2.0,
         )
-    # running sums of the steps since the last log record
-    win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0}
-    if window:
-        win.update(window)
+    win = _log_window(window)
     last_eval = -1
     last_save = res.step if ckpts else -1
     while res.step < cfg.max_steps and not res.stopped_early:
@@ -817,7 +821,7 @@ def train(
                 lr,
                 rec["tokens_per_s"],
             )
-            win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0}
+            win = _log_window()
         if eval_fn is not None and cfg.eval_every and res.step % cfg.eval_every == 0:
             run_eval(res.step)
             last_eval = res.step
