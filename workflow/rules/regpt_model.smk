@@ -43,6 +43,7 @@ rule regpt_stage1:
         negatives=RG["stage1"]["negatives"],
         threshold=RG["stage1"]["threshold"],
         temperature=RG["stage1"]["temperature"],
+        contrastive=contrastive_flags("stage1"),
         dev_chunks=RG["stage1"]["dev_chunks"],
         max_train_chunks=RG["stage1"]["max_train_chunks"],
         loop=loop_flags("stage1"),
@@ -54,7 +55,8 @@ rule regpt_stage1:
         " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
         " {params.model} --max-len {params.max_len} --batch-size {params.batch_size}"
         " --negatives {params.negatives} --threshold {params.threshold}"
-        " --temperature {params.temperature} {params.loop} --device {params.device}"
+        " --temperature {params.temperature} {params.contrastive} {params.loop}"
+        " --device {params.device}"
         " --threads {threads} --no-progress --work-dir {params.work:q} --output {output:q}"
         " > {log:q} 2>&1"
 
@@ -96,6 +98,7 @@ rule regpt_stage2:
         in_device="--in-device" if RG["stage2"]["in_device"] else "--no-in-device",
         threshold=RG["stage2"]["threshold"],
         temperature=RG["stage2"]["temperature"],
+        contrastive=contrastive_flags("stage2"),
         dev_chunks=RG["stage2"]["dev_chunks"],
         max_train_chunks=RG["stage2"]["max_train_chunks"],
         loop=loop_flags("stage2"),
@@ -107,7 +110,8 @@ rule regpt_stage2:
         " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
         " --max-len {params.max_len} --batch-size {params.batch_size}"
         " --negatives {params.negatives} {params.in_device} --threshold {params.threshold}"
-        " --temperature {params.temperature} {params.loop} --device {params.device}"
+        " --temperature {params.temperature} {params.contrastive} {params.loop}"
+        " --device {params.device}"
         " --threads {threads} --no-progress --work-dir {params.work:q} --output {output:q}"
         " > {log:q} 2>&1"
 
@@ -124,6 +128,7 @@ rule regpt_baseline:
             "train/loop.py",
         ),
         train="results/regpt/data/train",
+        dev="results/regpt/data/dev",
         regpt="results/regpt/stage2",
     output:
         directory("results/regpt/baseline"),
@@ -144,11 +149,13 @@ rule regpt_baseline:
         max_len=RM["max_len"],
         batch_size=RG["baseline"]["batch_size"],
         max_train_chunks=RG["baseline"]["max_train_chunks"],
+        flags=baseline_flags(),
         loop=loop_flags("baseline"),
         device=config["device"],
     shell:
         "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.baseline --base-tokenizer {params.base:q}"
         " --match-tokens {input.regpt:q}/train_info.json --train {input.train:q}"
+        " --dev {input.dev:q} {params.flags}"
         " --max-train-chunks {params.max_train_chunks} {params.model}"
         " --max-len {params.max_len} --batch-size {params.batch_size} {params.loop}"
         " --device {params.device} --threads {threads} --no-progress"
@@ -159,9 +166,17 @@ rule regpt_evaluate:
     """Held-out next-phrase accuracy (full table), exact log-likelihood and bits per byte."""
     input:
         unpack(regpt_eval_inputs),
-        code("regpt/evaluate.py", "regpt/model.py", "regpt/data.py", "regpt/losses.py"),
+        code(
+            "regpt/evaluate.py",
+            "regpt/model.py",
+            "regpt/data.py",
+            "regpt/losses.py",
+            "regpt/floors.py",
+        ),
         model="results/regpt/{run}",
         split=f"results/regpt/data/{RG['evaluate']['split']}",
+        train="results/regpt/data/train",
+        dev="results/regpt/data/dev",
     output:
         "results/regpt/eval/{run}.json",
     log:
@@ -193,14 +208,30 @@ rule regpt_evaluate:
 
 
 rule regpt_generate:
-    """Continuations of held-out prompts by the stage-2 model (KV-cached, whole-table scoring)."""
+    """Continuations of held-out prompts by the stage-2 model and by the token LM (same settings,
+    KV-cached; ReGPT scores the whole table): speed, diversity, cross-scored bits per byte.
+    """
     input:
-        code("regpt/generate.py", "regpt/model.py", "regpt/data.py"),
+        code(
+            "regpt/generate.py", "regpt/model.py", "regpt/data.py", "regpt/evaluate.py"
+        ),
         model="results/regpt/stage2",
+        baseline="results/regpt/baseline",
         embeddings="results/regpt/phrases_embeddings.npy",
         split=f"results/regpt/data/{RG['evaluate']['split']}",
     output:
-        "results/regpt/samples.jsonl",
+        samples="results/regpt/samples.jsonl",
+        baseline_samples="results/regpt/samples_baseline.jsonl",
+        metrics=report(
+            "results/regpt/generation.json",
+            caption="../report/regpt_generation.rst",
+            category="ReGPT",
+        ),
+        side=report(
+            "results/regpt/samples_side_by_side.csv",
+            caption="../report/regpt_samples.rst",
+            category="ReGPT",
+        ),
     log:
         "results/logs/regpt/generate.log",
     conda:
@@ -212,6 +243,7 @@ rule regpt_generate:
         num_prompts=RG["generate"]["num_prompts"],
         prompt_words=RG["generate"]["prompt_words"],
         max_new=RG["generate"]["max_new"],
+        max_bytes=RG["generate"]["max_bytes"],
         strategy=RG["generate"]["strategy"],
         temperature=RG["generate"]["temperature"],
         top_k=RG["generate"]["top_k"],
@@ -222,14 +254,17 @@ rule regpt_generate:
         "python -m relift.regpt.generate --model {input.model:q}"
         " --phrase-embeddings {input.embeddings:q} --from-split {input.split:q}"
         " --num-prompts {params.num_prompts} --prompt-words {params.prompt_words}"
-        " --max-new {params.max_new} --strategy {params.strategy}"
+        " --max-new {params.max_new} --max-bytes {params.max_bytes} --strategy {params.strategy}"
         " --temperature {params.temperature} --top-k {params.top_k} --top-p {params.top_p}"
         " --seed {params.seed} --device {params.device} --threads {threads}"
-        " --output {output:q} > {log:q} 2>&1"
+        " --baseline {input.baseline:q} --baseline-output {output.baseline_samples:q}"
+        " --metrics {output.metrics:q} --side-by-side {output.side:q}"
+        " --output {output.samples:q} > {log:q} 2>&1"
 
 
 rule regpt_report:
-    """Evaluation table and loss curves of stage 1, stage 2 and the baseline."""
+    """Evaluation table with the n-gram floors, loss curves, and dev learning curves (bits per
+    byte against training seconds and bytes) of stage 1, stage 2 and the baseline."""
     input:
         code("regpt/report.py"),
         evals=expand(
@@ -247,13 +282,27 @@ rule regpt_report:
             caption="../report/regpt_loss_curves.rst",
             category="ReGPT",
         ),
+        learning=report(
+            "results/regpt/learning_curves.png",
+            caption="../report/regpt_learning_curves.rst",
+            category="ReGPT",
+        ),
+        learning_csv="results/regpt/learning_curves.csv",
     log:
         "results/logs/regpt/report.log",
     conda:
         "../../envs/relift.yaml"
+    params:
+        floors=(
+            "--floors-of stage2 --floors-of baseline"
+            if RG["evaluate"]["floors"]
+            else ""
+        ),
     shell:
         "python -m relift.regpt.report"
         " --eval stage1={input.evals[0]:q} --eval stage2={input.evals[1]:q}"
         " --eval baseline={input.evals[2]:q} --run stage1={input.runs[0]:q}"
-        " --run stage2={input.runs[1]:q} --run baseline={input.runs[2]:q}"
-        " --table {output.table:q} --curves {output.curves:q} > {log:q} 2>&1"
+        " --run stage2={input.runs[1]:q} --run baseline={input.runs[2]:q} {params.floors}"
+        " --table {output.table:q} --curves {output.curves:q}"
+        " --learning-curves {output.learning:q} --curves-csv {output.learning_csv:q}"
+        " > {log:q} 2>&1"

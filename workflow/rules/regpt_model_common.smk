@@ -34,6 +34,23 @@ def loop_flags(section):
     return " ".join(flags)
 
 
+def contrastive_flags(section):
+    """Candidate-set options of a ReGPT stage: the whole table, the logQ correction."""
+    c = RG[section]
+    return ("--full-table" if c["full_table"] else "--no-full-table") + (
+        " --logq" if c["logq"] else " --no-logq"
+    )
+
+
+def baseline_flags():
+    """Token LM: explicit steps (0 = match ReGPT's tokens), a retrained vocabulary, dev curve."""
+    c = RG["baseline"]
+    return (
+        f"--steps {c['steps']} --vocab-size {c['vocab_size']}"
+        f" --dev-chunks {c['dev_chunks']}"
+    )
+
+
 def model_flags():
     return (
         f"--hidden {RM['hidden']} --layers {RM['layers']} --heads {RM['heads']}"
@@ -57,9 +74,13 @@ def regpt_eval_inputs(wildcards):
 
 
 def regpt_eval_flags(wildcards, input):
+    floors = ""
+    # n-gram floors of each tokenization: stage 2's phrases (stage 1 has the same), the baseline's
+    if RG["evaluate"]["floors"] and wildcards.run != "stage1":
+        floors = f"--floors-train {input.train} --floors-dev {input.dev} "
     if wildcards.run == "baseline":
-        return ""
-    return (
+        return floors
+    return floors + (
         f"--phrase-embeddings {input.embeddings} --negatives-ids {input.neg_ids}"
         f" --negatives-scores {input.neg_scores} --threshold {RG['stage1']['threshold']}"
     )
@@ -70,6 +91,8 @@ def regpt_model_targets():
         "results/regpt/eval/{run}.json", run=["stage1", "stage2", "baseline"]
     ) + [
         "results/regpt/samples.jsonl",
+        "results/regpt/generation.json",
         "results/regpt/eval_table.csv",
         "results/regpt/loss_curves.png",
+        "results/regpt/learning_curves.png",
     ]

@@ -6,6 +6,13 @@ AutoTokenizer loads), a token embedding and an LM head. It trains for as many tr
 ReGPT consumed over stage 1 + stage 2 (``--match-tokens`` reads ``total_tokens`` from the
 final stage's ``train_info.json``; ``--target-tokens`` sets the number directly): the number of
 steps is the target divided by the mean tokens per batch of the bucketed batch plan, rounded up.
+``--steps N`` sets the number of optimizer updates directly instead (an equal-compute comparison:
+a step count calibrated to ReGPT's wall-clock; the measured seconds of both are recorded).
+
+``--vocab-size N`` (0 = the base tokenizer as is) retrains the base tokenizer's BPE on the
+training split into N word-internal tokens (Metaspace pre-tokenizer, as SentencePiece splits
+words): a smaller softmax, cheaper on a CPU. ``--dev`` / ``--dev-chunks`` evaluate bits per byte
+of a fixed dev sample every ``--eval-every`` steps (the learning curve).
 
 Writes the model folder ``--output`` atomically (HF ``save_pretrained`` + tokenizer +
 ``train_info.json`` + metrics + ``loss_curve.png``).
@@ -66,6 +73,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base-tokenizer", default="mistral-common", help="(default: %(default)s)")
     ap.add_argument("--match-tokens", type=Path, help="ReGPT stage-2 (final) train_info.json")
     ap.add_argument("--target-tokens", type=int, default=0, help="training tokens (overrides)")
+    ap.add_argument(
+        "--steps", type=int, default=0, help="optimizer updates (overrides token matching)"
+    )
+    ap.add_argument(
+        "--vocab-size",
+        type=int,
+        default=0,
+        help="retrain the base tokenizer to N word-internal tokens on --train (0 = as is)",
+    )
     m = ap.add_argument_group("model (same backbone as ReGPT)")
     m.add_argument("--hidden", type=int, default=256)
     m.add_argument("--layers", type=int, default=4)
@@ -82,17 +98,23 @@ def main(argv: list[str] | None = None) -> None:
     from relift.regpt.model import llama_config
     from relift.regpt.tokenizer import load_base_tokenizer
 
-    target = target_tokens(args)
+    target = target_tokens(args) if not args.steps else 0
     tok = load_base_tokenizer(args.base_tokenizer)
     texts = D.load_texts(args.train, args.max_train_chunks)
+    if args.vocab_size:
+        from relift.regpt.tokenizer import train_phrase_tokenizer
+
+        tok = train_phrase_tokenizer(tok, iter([texts]), args.vocab_size, "metaspace")
+        LOG.info("baseline tokenizer retrained on the training split: %d tokens", len(tok))
     wins = D.windows(D.tokenize(texts, tok), args.max_len)
+    bytes_per_target = D.bytes_per_target(texts, wins)
     batches = L.BucketedBatches(
         [len(w) for w in wins],
         args.batch_size,
         args.seed,
         lambda idx: D.collate([wins[i] for i in idx], pad_to=8),
     )
-    steps = steps_for_tokens(batches, wins, target, args.grad_accum)
+    steps = args.steps or steps_for_tokens(batches, wins, target, args.grad_accum)
     per_batch = D.count_targets(wins) / len(batches)
     cfg = L.config_from_args(args, max_steps=steps, micro_batch_size=args.batch_size)
     L.seed_everything(cfg.seed)
@@ -117,13 +139,41 @@ def main(argv: list[str] | None = None) -> None:
         n_params / 1e6,
     )
 
+    eval_fn = None
+    if args.dev and args.dev_chunks:
+        from relift.regpt.evaluate import eval_causal_lm, pick_chunks, summarize
+
+        dev_texts = pick_chunks(D.load_texts(args.dev), args.dev_chunks)
+        dev_bytes = sum(len(t.encode()) for t in dev_texts)
+        dev_wins = D.windows(D.tokenize(dev_texts, tok), args.max_len)
+
+        def eval_fn(m, step):
+            s = summarize(eval_causal_lm(m, dev_wins, 32, device=m.device), dev_bytes)
+            return {
+                "dev_acc@1": s["acc@1"],
+                "dev_acc@10": s["acc@10"],
+                "dev_bits_per_byte": s["bits_per_byte"],
+            }
+
+    regpt_info = {}
+    if args.match_tokens and args.match_tokens.exists():
+        regpt_info = json.loads(args.match_tokens.read_text())
+
     def export(m, res: L.TrainResult) -> None:
         info = {
             "steps": res.step,
             "tokens": res.tokens,
             "total_tokens": res.tokens,
             "target_tokens": target,
+            "vocab_size": len(tok),
+            "bytes_per_target": bytes_per_target,
+            "bytes": round(res.tokens * bytes_per_target),
+            "total_bytes": round(res.tokens * bytes_per_target),
+            # ReGPT's stage 1 + stage 2 for the comparison (the same machine, the same text)
+            "regpt_total_train_seconds": regpt_info.get("total_train_seconds"),
+            "regpt_total_bytes": regpt_info.get("total_bytes"),
             "train_seconds": round(res.train_seconds, 2),
+            "total_train_seconds": round(res.train_seconds, 2),
             "tokens_per_s": res.tokens / max(res.train_seconds, 1e-9),
             "resumed_from": res.resumed_from,
             "chunks": len(texts),
@@ -152,8 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         batches,
         cfg,
         args.work_dir,
+        eval_fn=eval_fn,
         export_fn=export,
-        fingerprint={**fingerprint(args, args.train), "target_tokens": target},
+        fingerprint={**fingerprint(args, args.train, args.dev), "target_tokens": target},
     )
 
 

@@ -80,3 +80,9 @@ def collate(
 
 def count_targets(wins: Sequence[np.ndarray]) -> int:
     return int(sum(len(w) - 1 for w in wins))
+
+
+def bytes_per_target(texts: Sequence[str], wins: Sequence[np.ndarray]) -> float:
+    """UTF-8 bytes of ``texts`` per target token of their windows (every token is a target once):
+    turns a count of training tokens into bytes of training text, comparable across tokenizers."""
+    return sum(len(t.encode("utf-8")) for t in texts) / max(1, count_targets(wins))

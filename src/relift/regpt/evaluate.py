@@ -18,6 +18,10 @@ Baseline (a ``LlamaForCausalLM`` folder): next-token ``acc@1``/``acc@10`` (over 
 tokens: not comparable with phrase accuracy), ``nll_per_token`` and ``bits_per_byte``.
 
 ``<eos>`` is never a target; an ``<unk>`` in the text is scored like any token and counted.
+
+With ``--floors-train`` (and ``--floors-dev``) the JSON also holds ``floors``: the unigram and
+bigram bits per byte of the same text under the model's own tokenizer, estimated on the training
+split (``relift.regpt.floors``; the smoothing constant picked on dev).
 """
 
 from __future__ import annotations
@@ -191,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0, help="seed of the in-batch loss negatives")
+    ap.add_argument("--floors-train", type=Path, help="training split: add unigram/bigram floors")
+    ap.add_argument("--floors-dev", type=Path, help="dev split: picks the floors' smoothing")
     ap.add_argument("--output", required=True, type=Path, help="JSON to write")
     args = ap.parse_args(argv)
     if args.threads:
@@ -247,6 +253,18 @@ def main(argv: list[str] | None = None) -> None:
     }
     if tot["tokens"] == 0:
         raise InputError("no tokens to evaluate", path=args.split)
+    if args.floors_train:
+        from relift.regpt.floors import floors
+
+        if not args.floors_dev:
+            raise InputError("--floors-train needs --floors-dev (the smoothing is picked on dev)")
+        dev = D.load_texts(args.floors_dev)
+        out["floors"] = floors(tok, D.load_texts(args.floors_train), dev, texts)
+        LOG.info(
+            "floors of this tokenization: unigram %.4f, bigram %.4f bits/byte",
+            out["floors"]["unigram_bits_per_byte"],
+            out["floors"]["bigram_bits_per_byte"],
+        )
     write_json_atomic(args.output, out)
     LOG.info(
         "%s on %d chunks (%d tokens, %d bytes): acc@1 %.4f acc@10 %.4f %.4f bits/byte "

@@ -19,6 +19,15 @@ Candidate sets, given the gold ids of the kept positions:
   every position, deduplicated; every query is scored against all of them, and the gold index of
   a position is where its phrase sits in that set.
 
+* **full** (an option, not in the original): every query against the WHOLE phrase table, the
+  objective that evaluation measures (affordable for tables of some 10k phrases).
+
+Sampling-bias (logQ) correction (an option, not in the original): in-batch candidates are the
+batch's gold phrases, i.e. drawn in proportion to their frequency, so plain InfoNCE learns
+``log p(c | x) − log q(c)`` and a full-table softmax then over-rates rare phrases. With
+``log_q`` (log unigram frequency of every phrase in the training text) the in-batch scores
+become ``q·e_c / τ − log q(c)`` (Yi et al., 2019), whose optimum is ``log p(c | x)`` + const.
+
 All randomness comes from the ``torch.Generator`` passed in, so a batch's candidates are a
 function of (seed, step) and a resumed run draws exactly the same ones.
 """
@@ -145,10 +154,26 @@ def inbatch_loss(
     gold_index: torch.Tensor,
     temperature: float = 1.0,
     reduction: str = "mean",
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Stage-1 loss: every query against every candidate ``cand [M]``."""
+    """Stage-1 loss: every query against every candidate ``cand [M]`` (``log_q [V]``: subtract
+    the candidates' log sampling frequency after the temperature, see the module docstring)."""
     scores = queries @ table[cand].to(queries.dtype).T
-    return info_nce(scores, gold_index, temperature, reduction)
+    if log_q is None:
+        return info_nce(scores, gold_index, temperature, reduction)
+    scores = scores.float() / temperature - log_q[cand].to(scores.device)[None, :]
+    return info_nce(scores, gold_index, 1.0, reduction)
+
+
+def full_loss(
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    gold: torch.Tensor,
+    temperature: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Every query against the whole table (the softmax that evaluation uses when τ = 1)."""
+    return info_nce(queries @ table.to(queries.dtype).T, gold, temperature, reduction)
 
 
 class ReGPTLoss:
@@ -168,9 +193,11 @@ class ReGPTLoss:
         temperature: float = 1.0,
         seed: int = 0,
         ignore_ids: tuple[int, ...] = (2,),
+        log_q: torch.Tensor | None = None,
     ):
-        if stage not in ("inbatch", "hard"):
+        if stage not in ("inbatch", "hard", "full"):
             raise ValueError(f"unknown stage {stage!r}")
+        self.log_q = log_q
         self.stage, self.pool_ids, self.pool_scores = stage, pool_ids, pool_scores
         self.num_phrases, self.d, self.threshold = num_phrases, negatives, threshold
         self.temperature, self.seed, self.ignore_ids = temperature, seed, tuple(ignore_ids)
@@ -193,8 +220,11 @@ class ReGPTLoss:
             cand = hard_candidates(gold, *args)
             loss = hard_loss(q, table, cand, self.temperature)
             ncand = cand.shape[1]
+        elif self.stage == "full":
+            loss = full_loss(q, table, gold, self.temperature)
+            ncand = table.shape[0]
         else:
             cand, gidx = inbatch_candidates(gold, *args)
-            loss = inbatch_loss(q, table, cand, gidx, self.temperature)
+            loss = inbatch_loss(q, table, cand, gidx, self.temperature, log_q=self.log_q)
             ncand = len(cand)
         return loss, {"tokens": int(keep.sum()), "candidates": ncand}

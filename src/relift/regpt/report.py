@@ -7,6 +7,16 @@ byte of the held-out text, nll per token, tokens/bytes evaluated, the in-batch c
 (ReGPT only) and the training steps/tokens/seconds. The figure has one panel per run: training
 loss against training tokens consumed (the losses differ in kind: stage 1 is contrastive over
 in-batch candidates, stage 2 over 1 + d hard candidates, the baseline a full softmax).
+
+Floors: an evaluation JSON with ``floors`` (``relift.regpt.floors``) adds two rows per tokenization,
+``unigram floor (NAME)`` and ``bigram floor (NAME)``: the bits per byte of the same held-out text
+under add-k / Kneser–Ney n-gram models of that model's tokens, estimated on the training split
+(``--floors-of NAME``, repeatable: whose floors to show; one per tokenization).
+
+``--learning-curves PNG``: dev bits per byte (the fixed dev sample evaluated against the full
+phrase table, or the baseline's full softmax, every ``eval_every`` steps) against training
+seconds and against bytes of training text, ReGPT (stage 2 continues stage 1's axes) and the
+token-level baseline on the same axes. ``--curves-csv`` writes the points.
 """
 
 from __future__ import annotations
@@ -66,6 +76,113 @@ def table_rows(evals: list[tuple[str, Path]], runs: dict[str, Path]) -> list[dic
     return rows
 
 
+def floor_rows(evals: list[tuple[str, Path]], names: list[str]) -> list[dict]:
+    """Rows ``unigram floor (NAME)`` / ``bigram floor (NAME)`` from the evaluations' floors."""
+    rows = []
+    for name, path in evals:
+        if name not in names:
+            continue
+        ev = json.loads(require_file(path, "evaluation JSON").read_text())
+        fl = ev.get("floors")
+        if not fl:
+            raise InputError("no floors in the evaluation (run it with --floors-train)", path=path)
+        for order in ("unigram", "bigram"):
+            rows.append(
+                {
+                    "model": f"{order} floor ({name})",
+                    "kind": f"{order}-floor",
+                    "bits_per_byte": fl[f"{order}_bits_per_byte"],
+                    "tokens": ev.get("tokens"),
+                    "bytes": ev.get("bytes"),
+                    "train_tokens": fl.get("train_tokens"),
+                    "units": f"{ev.get('units', '')}; smoothing k {fl[f'{order}_k']}",
+                }
+            )
+    return rows
+
+
+def eval_points(folder: Path, offset_seconds: float = 0.0, offset_bytes: float = 0.0) -> list:
+    """(train seconds, training bytes, dev bits/byte, step) of a run's dev evaluations."""
+    info = json.loads(require_file(folder / "train_info.json", "train_info.json").read_text())
+    bpt = info.get("bytes_per_target")
+    if bpt is None:
+        raise InputError("no bytes_per_target recorded", path=folder / "train_info.json")
+    mpath = require_file(folder / "metrics.jsonl", "metrics file")
+    pts = []
+    for line in mpath.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if r.get("kind") == "eval" and "dev_bits_per_byte" in r and "train_seconds" in r:
+            pts.append(
+                (
+                    offset_seconds + r["train_seconds"],
+                    offset_bytes + r["tokens"] * bpt,
+                    r["dev_bits_per_byte"],
+                    r["step"],
+                )
+            )
+    return pts
+
+
+def learning_curves(runs: dict[str, Path]) -> dict[str, list]:
+    """ReGPT (stage 1, then stage 2 on continued axes) and the baseline, as eval points."""
+    out = {}
+    if "stage1" in runs:
+        out["ReGPT stage 1"] = eval_points(runs["stage1"])
+    if "stage2" in runs:
+        info = json.loads((runs["stage2"] / "train_info.json").read_text())
+        out["ReGPT stage 2"] = eval_points(
+            runs["stage2"], info.get("init_seconds", 0.0), info.get("init_bytes", 0)
+        )
+    if "baseline" in runs:
+        out["token LM"] = eval_points(runs["baseline"])
+    return out
+
+
+def plot_learning_curves(path: Path, curves: dict[str, list], floors: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    colors = {"ReGPT stage 1": "C0", "ReGPT stage 2": "C1", "token LM": "C2"}
+    for k, (ax, xlabel) in enumerate(
+        zip(axes[0], ("training seconds (wall-clock)", "bytes of training text"))
+    ):
+        for name, pts in curves.items():
+            if pts:
+                ax.plot(
+                    [p[k] for p in pts],
+                    [p[2] for p in pts],
+                    marker="o",
+                    ms=3,
+                    lw=1.3,
+                    label=name,
+                    color=colors.get(name),
+                )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("dev bits per byte")
+        ax.grid(alpha=0.3)
+    if curves:
+        axes[0][0].legend(fontsize=8)
+    fig.suptitle("dev bits per byte during training (fixed dev sample, full softmax)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def write_curves_csv(path: Path, curves: dict[str, list]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run", "step", "train_seconds", "train_bytes", "dev_bits_per_byte"])
+        for name, pts in curves.items():
+            for sec, nbytes, bpb, step in pts:
+                w.writerow([name, step, f"{sec:.3f}", round(nbytes), f"{bpb:.6g}"])
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
@@ -113,11 +230,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER")
     ap.add_argument("--table", required=True, type=Path, help="CSV to write")
     ap.add_argument("--curves", required=True, type=Path, help="PNG to write")
+    ap.add_argument(
+        "--floors-of", action="append", default=[], metavar="NAME", help="floors of this eval"
+    )
+    ap.add_argument("--learning-curves", type=Path, help="PNG: dev bits/byte during training")
+    ap.add_argument("--curves-csv", type=Path, help="CSV of the learning-curve points")
     args = ap.parse_args(argv)
     evals, runs = _pairs(args.eval, "--eval"), _pairs(args.run, "--run")
     rows = table_rows(evals, dict(runs))
+    rows += floor_rows(evals, args.floors_of)
     write_csv(args.table, rows)
     plot_curves(args.curves, runs)
+    if args.learning_curves or args.curves_csv:
+        curves = learning_curves(dict(runs))
+        if args.learning_curves:
+            plot_learning_curves(args.learning_curves, curves, rows)
+        if args.curves_csv:
+            write_curves_csv(args.curves_csv, curves)
+        for name, pts in curves.items():
+            if pts:
+                LOG.info(
+                    "%-14s dev bits/byte %.4f -> %.4f (%d evals, %.0fs of training)",
+                    name,
+                    pts[0][2],
+                    pts[-1][2],
+                    len(pts),
+                    pts[-1][0],
+                )
     for r in rows:
         LOG.info(
             "%-10s acc@1 %.4f acc@10 %.4f %.4f bits/byte",

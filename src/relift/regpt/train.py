@@ -162,6 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--intermediate", type=int, default=688)
     m.add_argument("--max-positions", type=int, default=512)
     m.add_argument("--pretrained-decoder", default="", help="Llama folder/hub name for the decoder")
+    m.add_argument(
+        "--phrase-bias",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="a learned per-phrase score bias, initialised to the log unigram frequencies",
+    )
     c = ap.add_argument_group("contrastive loss")
     c.add_argument("--negatives", type=int, default=1, help="pool negatives per position (d)")
     c.add_argument(
@@ -178,12 +184,25 @@ def main(argv: list[str] | None = None) -> None:
         help="false-negative guard: pool entries above this cosine become random phrases",
     )
     c.add_argument("--temperature", type=float, default=1.0, help="InfoNCE temperature (1 = none)")
+    c.add_argument(
+        "--full-table",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="score every query against the WHOLE phrase table (overrides --in-device)",
+    )
+    c.add_argument(
+        "--logq",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="in-batch candidates: subtract their log unigram frequency (sampling-bias "
+        "correction, so that the full-table softmax is calibrated)",
+    )
     add_data_args(ap)
     L.add_train_args(ap, optimizer="lamb", lr=5e-3)
     args = ap.parse_args(argv)
     cfg = L.config_from_args(args, micro_batch_size=args.batch_size)
     in_device = args.in_device if args.in_device is not None else args.stage == 1
-    stage = "inbatch" if in_device else "hard"
+    stage = "full" if args.full_table else ("inbatch" if in_device else "hard")
     if args.stage == 2 and not args.init:
         raise InputError("--stage 2 needs --init (the stage-1 model folder)")
     if args.stage == 1 and not args.tokenizer:
@@ -211,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
             intermediate=args.intermediate,
             max_positions=args.max_positions,
             pretrained_decoder=args.pretrained_decoder or None,
+            phrase_bias=args.phrase_bias,
         )
     if len(tok) != model.num_phrases:
         raise InputError(
@@ -237,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
 
     texts = D.load_texts(args.train, args.max_train_chunks)
     wins = D.windows(D.tokenize(texts, tok), args.max_len)
+    bytes_per_target = D.bytes_per_target(texts, wins)
     LOG.info(
         "stage %d: %d chunks -> %d windows, %d phrase targets; model %.2fM parameters",
         args.stage,
@@ -251,6 +272,16 @@ def main(argv: list[str] | None = None) -> None:
         cfg.seed,
         lambda idx: D.collate([wins[i] for i in idx], pad_to=8),
     )
+    import torch
+
+    counts = np.bincount(np.concatenate([w[1:] for w in wins]), minlength=model.num_phrases).astype(
+        np.float64
+    )
+    log_unigram = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + len(counts)))).float()
+    if args.stage == 1 and model.phrase_bias is not None:
+        with torch.no_grad():  # start from the unigram model of the phrases
+            model.phrase_bias.copy_(log_unigram.to(model.phrase_bias.device))
+    log_q = log_unigram if args.logq and stage == "inbatch" else None
     loss_fn = ReGPTLoss(
         stage,
         pool_ids,
@@ -260,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         args.threshold,
         args.temperature,
         seed=cfg.seed,
+        log_q=log_q,
     )
 
     eval_fn = None
@@ -290,14 +322,24 @@ def main(argv: list[str] | None = None) -> None:
             "windows": len(wins),
             "parameters": m.num_parameters(),
             "init_tokens": 0,
+            "init_seconds": 0.0,
+            "init_bytes": 0,
+            # UTF-8 bytes of training text per target: training tokens -> bytes of text
+            "bytes_per_target": bytes_per_target,
+            "bytes": round(res.tokens * bytes_per_target),
             "last_eval": res.last_metrics,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         }
         if args.stage == 2:  # tokens of the whole ReGPT training so far (stage 1 + stage 2)
             prev = args.init / "train_info.json"
             if prev.exists():
-                info["init_tokens"] = json.loads(prev.read_text()).get("total_tokens", 0)
+                p = json.loads(prev.read_text())
+                info["init_tokens"] = p.get("total_tokens", 0)
+                info["init_seconds"] = p.get("total_train_seconds", p.get("train_seconds", 0.0))
+                info["init_bytes"] = p.get("total_bytes", p.get("bytes", 0))
         info["total_tokens"] = info["init_tokens"] + res.tokens
+        info["total_train_seconds"] = round(info["init_seconds"] + res.train_seconds, 2)
+        info["total_bytes"] = info["init_bytes"] + info["bytes"]
         finish_output(
             args.output,
             args.work_dir,

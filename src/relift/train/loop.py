@@ -26,7 +26,8 @@ API
   exactly the data an uninterrupted one would. :class:`BucketedBatches` does this with
   length-bucketed shuffling (little padding).
 * ``eval_fn(model, step) -> dict[str, float]``: runs on the main process with the unwrapped
-  model in eval mode (no grad); its numbers are logged as ``kind: eval``. With
+  model in eval mode (no grad); its numbers are logged as ``kind: eval``, together with the
+  ``tokens`` consumed and the ``train_seconds`` spent so far (evaluation time excluded). With
   ``cfg.best_metric`` set, the best value (``cfg.best_mode`` min/max) is tracked, the best
   weights are kept in ``out_dir/checkpoints/best/``, and after ``cfg.patience`` evaluations
   without improvement training stops early. With ``cfg.export_best`` the best weights are
@@ -700,7 +701,10 @@ def train(
             broadcast_object_list(result)
         m = result[0]
         res.last_metrics = m
-        metrics.log({"kind": "eval", "step": step, **m})
+        # where the run is when evaluated: targets consumed and training seconds so far (for
+        # learning curves against data and wall-clock; eval and checkpoint time not included)
+        at = {"tokens": res.tokens, "train_seconds": round(res.train_seconds, 3)}
+        metrics.log({"kind": "eval", "step": step, **at, **m})
         LOG.info("eval step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
         if not cfg.best_metric:
             return
