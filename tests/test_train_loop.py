@@ -95,6 +95,10 @@ def test_schedules():
         0.5
     )
     assert f(99, "constant", 4, 0, 0) == 1.0 and f(0, "constant", 0, 0, 0) == 1.0
+    # linear: warmup, then a straight line from 1 to the floor at `total`, flat afterwards
+    assert f(1, "linear", 2, 12, 0.0) == 1.0 and f(2, "linear", 2, 12, 0.0) == 1.0
+    assert f(7, "linear", 2, 12, 0.0) == pytest.approx(0.5)
+    assert f(12, "linear", 2, 12, 0.2) == pytest.approx(0.2) == f(50, "linear", 2, 12, 0.2)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
     sch = L.make_scheduler(opt, L.TrainConfig(max_steps=10, lr=2.0, warmup_steps=2))
     lrs = []
@@ -117,6 +121,23 @@ def test_bucketed_batches_are_deterministic_and_cover_the_epoch():
     # bucketing: within a batch the lengths are close (sorted runs)
     spread = np.mean([np.ptp(lengths[b]) for b in ep0 if len(b) == 10])
     assert spread < np.ptp(lengths) / 2
+
+
+def test_token_budget_batches_respect_the_budget_and_cover_the_epoch():
+    lengths = np.random.default_rng(1).integers(1, 60, 500)
+    bb = L.BucketedBatches(lengths, 16, seed=2, collate=list, bucket=4, max_tokens=240)
+    ep0 = [bb.get(0, i) for i in range(len(bb))]
+    assert sorted(sum(ep0, [])) == list(range(500))  # epoch 0: every example exactly once
+    for b in ep0:  # within the budget, or a single example
+        assert len(b) == 1 or len(b) * lengths[b].max() <= 240
+    sizes = [len(b) for b in ep0]
+    assert max(sizes) > 3 * min(sizes)  # short sequences make bigger batches
+    ep1 = [bb.get(1, i) for i in range(len(bb))]  # other epochs: same count, deterministic
+    assert len(ep1) == len(bb) and ep1 != ep0
+    again = L.BucketedBatches(lengths, 16, seed=2, collate=list, bucket=4, max_tokens=240)
+    assert [again.get(1, i) for i in range(len(bb))] == ep1
+    with pytest.raises(InputError):
+        L.BucketedBatches(lengths, 16, seed=2, collate=list, max_tokens=-1)
 
 
 # ------------------------------------------------------------------ checkpoints, resume

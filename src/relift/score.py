@@ -23,6 +23,8 @@ from relift.io import InputError, _lines, require_file
 
 METRICS = ("bleu", "chrf", "ter", "rouge")
 DEFAULT_METRICS = ("bleu", "chrf", "ter")
+# an output set with fewer distinct hypotheses than this share of its inputs has collapsed
+COLLAPSE_BELOW = 0.9
 
 
 def read_lines(path: str | os.PathLike, what: str) -> list[str]:
@@ -81,7 +83,7 @@ def score(
         )
     if not hyps:
         raise InputError("no lines to score")
-    out: dict = {"lines": len(hyps)}
+    out: dict = {"lines": len(hyps)} | diversity(hyps)
     for m in metrics:
         if m == "rouge":
             out["rouge"] = rouge(hyps, refs, width)
@@ -99,6 +101,65 @@ def score(
             )
         out[m] = rec
     return out
+
+
+def diversity(hyps: Sequence[str]) -> dict:
+    """Distinct outputs per input, and the collapse flag (distinct share < ``COLLAPSE_BELOW``)."""
+    share = len(set(hyps)) / max(1, len(hyps))
+    return {"distinct": round(share, 4), "collapsed": share < COLLAPSE_BELOW}
+
+
+def bleu_stats(hyps: Sequence[str], refs: Sequence[str]):
+    """Per-sentence sacrebleu BLEU sufficient statistics, as an int array [n, 2 + 2·4]."""
+    import numpy as np
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU()
+    return np.asarray(metric._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.int64)
+
+
+def bleu_from_stats(stats) -> float:
+    """Corpus BLEU of summed sufficient statistics (sacrebleu's own formula)."""
+    from sacrebleu.metrics import BLEU
+
+    return float(BLEU()._compute_score_from_stats(list(map(int, stats))).score)
+
+
+def paired_bootstrap(
+    system: Sequence[str],
+    baseline: Sequence[str],
+    refs: Sequence[str],
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Paired bootstrap resampling (Koehn, 2004) of corpus BLEU over sacrebleu's sufficient
+    statistics: both systems are scored on the same resampled sets of lines.
+
+    ``p_value`` is one-sided for "system is better than baseline": (1 + #resamples where it is
+    not) / (1 + resamples), as sacrebleu's ``paired_bs``. ``ci95`` is the 95% interval of the
+    BLEU difference."""
+    import numpy as np
+
+    if not (len(system) == len(baseline) == len(refs)) or not refs:
+        raise InputError(
+            f"paired bootstrap needs aligned, non-empty outputs: {len(system)} system, "
+            f"{len(baseline)} baseline and {len(refs)} reference lines"
+        )
+    a, b = bleu_stats(system, refs), bleu_stats(baseline, refs)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(refs), size=(resamples, len(refs)))
+    sa, sb = a[idx].sum(1), b[idx].sum(1)
+    diffs = np.array([bleu_from_stats(x) - bleu_from_stats(y) for x, y in zip(sa, sb)])
+    delta = bleu_from_stats(a.sum(0)) - bleu_from_stats(b.sum(0))
+    return {
+        "delta": round(delta, 2),
+        "p_value": round(float((1 + (diffs <= 0).sum()) / (1 + resamples)), 4),
+        "ci95": [
+            round(float(np.percentile(diffs, 2.5)), 2),
+            round(float(np.percentile(diffs, 97.5)), 2),
+        ],
+        "resamples": resamples,
+    }
 
 
 def score_files(

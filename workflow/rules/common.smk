@@ -55,4 +55,5 @@ def all_targets():
         + regpt_model_targets()
         + selfmem_targets()
         + selfmem_loop_targets()
+        + selfmem_compare_targets()
     )

@@ -97,6 +97,7 @@ rule selfmem_train_generator:
         dev=sm_split("dev"),
         train_memory="results/selfmem/{task}/memory/bm25/train.txt",
         dev_memory="results/selfmem/{task}/memory/bm25/dev.txt",
+        train_hits="results/selfmem/{task}/memory/bm25/train.hits.jsonl",
         tokenizer="results/selfmem/{task}/tokenizer",
     output:
         directory("results/selfmem/{task}/generator/{arch}"),
@@ -126,6 +127,13 @@ rule selfmem_train_generator:
         heads=SM_GEN["attention_heads"],
         ffn_dim=SM_GEN["ffn_dim"],
         dropout=SM_GEN["dropout"],
+        layer_flags=(" --post-ln" if not SM_GEN["pre_ln"] else "")
+        + (" --copy" if SM_GEN["copy"] else ""),
+        max_tokens=SM_GEN["max_tokens"],
+        closest_share=SM_GEN["memory_closest_share"],
+        noise_share=SM_GEN["memory_noise_share"],
+        scheduler=SM_GEN["scheduler"],
+        precision=sm_precision(SM_GEN["precision"]),
         max_src=SM_GEN["max_source_length"],
         max_mem=SM_GEN["max_memory_length"],
         max_trg=SM_GEN["max_target_length"],
@@ -147,12 +155,17 @@ rule selfmem_train_generator:
         " --tokenizer {input.tokenizer:q} --arch {wildcards.arch}"
         " {params.pretrained} --d-model {params.d_model}"
         " --encoder-layers {params.encoder_layers} --decoder-layers {params.decoder_layers}"
-        " --attention-heads {params.heads} --ffn-dim {params.ffn_dim}"
+        " --attention-heads {params.heads} --ffn-dim {params.ffn_dim}{params.layer_flags}"
         " --dropout {params.dropout} --attention-dropout {params.dropout}"
         " --max-source-length {params.max_src} --max-memory-length {params.max_mem}"
         " --max-target-length {params.max_trg} --batch-size {params.batch_size}"
+        " --max-tokens {params.max_tokens} --train-hits {input.train_hits:q}"
+        " --memory-closest-share {params.closest_share}"
+        " --memory-noise-share {params.noise_share}"
         " --label-smoothing {params.label_smoothing} --lr {params.lr}"
-        " --scheduler inverse_sqrt --warmup-steps {params.warmup}"
+        " --optimizer adamw --betas 0.9 0.98 --weight-decay 0 --min-lr-ratio 0"
+        " --scheduler {params.scheduler} --warmup-steps {params.warmup}"
+        " --precision {params.precision}"
         " --max-steps {params.max_steps} --grad-clip {params.grad_clip}"
         " --eval-every {params.eval_every} --save-every {params.eval_every}"
         " --eval-metric {params.metric} --eval-beams {params.eval_beams}"

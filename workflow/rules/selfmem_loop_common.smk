@@ -191,3 +191,82 @@ def selfmem_loop_targets():
         for task in SM_RUN
         for name in ("scores.csv", "report.html", "bleu.png")
     ]
+
+
+def _sm_row_label(arch):
+    return "vanilla (no memory)" if arch == "vanilla" else f"{arch} + BM25 memory"
+
+
+def sm_compare_inputs(wildcards):
+    base = f"results/selfmem/{wildcards.task}"
+    task = SM_TASKS[wildcards.task]
+    out = {
+        "data": [task[s] for s in ("train", "dev", "test")],
+        "memory": [f"{base}/memory/bm25/{s}.{x}" for s in LOOP_SPLITS for x in ("txt", "hits.jsonl")],
+        "hyps": [f"{base}/hypotheses/{a}/{s}.txt" for a in SM_ARCHS for s in LOOP_SPLITS],
+        "diag": [
+            f"{base}/diagnostics/{a}/{s}.{kind}.txt"
+            for a in LOOP_ARCHS
+            for s in LOOP_SPLITS
+            for kind in ("empty", "reference")
+        ],
+        "loop": [
+            f"{base}/{a}/{v}/iter{k}/hypotheses.{s}.txt"
+            for a in LOOP_ARCHS
+            for v in SM_LOOP["run_variants"]
+            for k in range(1, SM_LOOP["iterations"] + 1)
+            for s in LOOP_SPLITS
+        ],
+    }
+    return out
+
+
+def sm_compare_args(wildcards):
+    """Rows of the comparison table (see relift.selfmem.compare)."""
+    base = f"results/selfmem/{wildcards.task}"
+    task = SM_TASKS[wildcards.task]
+    q = shlex.quote
+    args = [
+        f"--task {q(wildcards.task)} --train {q(task['train'])} --dev {q(task['dev'])}",
+        f"--test {q(task['test'])}",
+        f"--src-field {q(task.get('src_field', 'src'))}",
+        f"--trg-field {q(task.get('trg_field', 'trg'))}",
+    ]
+    for s in LOOP_SPLITS:
+        args.append(f"--memory-{s} {base}/memory/bm25/{s}.txt")
+        args.append(f"--hits-{s} {base}/memory/bm25/{s}.hits.jsonl")
+    for a in SM_ARCHS:
+        h = f"{base}/hypotheses/{a}"
+        args.append("--row " + q(f"{_sm_row_label(a)}|generator|{h}/dev.txt|{h}/test.txt"))
+    for a in LOOP_ARCHS:
+        d = f"{base}/diagnostics/{a}"
+        for kind, label in (
+            ("empty", f"{a} + empty memory|diagnostic"),
+            ("reference", f"{a} + reference as memory (ORACLE)|oracle"),
+        ):
+            args.append("--row " + q(f"{label}|{d}/dev.{kind}.txt|{d}/test.{kind}.txt"))
+        for v in SM_LOOP["run_variants"]:
+            its = range(1, SM_LOOP["iterations"] + 1)
+            dev = ",".join(f"{base}/{a}/{v}/iter{k}/hypotheses.dev.txt" for k in its)
+            test = ",".join(f"{base}/{a}/{v}/iter{k}/hypotheses.test.txt" for k in its)
+            kind = "oracle" if SM_VARIANTS[v]["select"] == "oracle" else "loop"
+            label = f"{a} {v}" + (" (ORACLE selection)" if kind == "oracle" else "")
+            if SM_LOOP["iterations"]:
+                args.append("--loop " + q(f"{label}|{kind}|{dev}|{test}"))
+    if "vanilla" in SM_ARCHS:
+        args.append("--vanilla " + q(_sm_row_label("vanilla")))
+    ref = LOOP_ARCHS[0] if LOOP_ARCHS else SM_ARCHS[0]
+    args.append("--reference " + q(_sm_row_label(ref)))
+    args.append(f"--metrics {'bleu,chrf' if task.get('metric', 'bleu') == 'bleu' else 'rouge'}")
+    args.append(f"--resamples {SM['compare']['resamples']} --seed {SM['compare']['seed']}")
+    return " ".join(args)
+
+
+def selfmem_compare_targets():
+    if not SM_ARCHS:
+        return []
+    return [
+        f"results/selfmem/{task}/report/comparison.{ext}"
+        for task in SM_RUN
+        for ext in ("json", "csv", "html")
+    ]

@@ -81,3 +81,21 @@ def read_lines(
 def load_memory(path: str | os.PathLike, split: Split) -> list[str]:
     """Memories aligned line by line with ``split``."""
     return read_lines(path, len(split), what=f"memory file for {split.path.name}")
+
+
+def read_hit_ids(path: str | os.PathLike, expected: int | None = None) -> list[list[int]]:
+    """Retrieved training-example ids per example, from a ``<split>.hits.jsonl`` of the memory
+    rule (``{"ids": [...], "scores": [...]}`` per line)."""
+    from relift.io import read_jsonl
+
+    out = []
+    for lineno, rec in read_jsonl(path):
+        ids = rec.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise InputError(
+                "expected a list of integer example ids", path=path, line=lineno, field="ids"
+            )
+        out.append(ids)
+    if expected is not None and len(out) != expected:
+        raise InputError(f"{len(out)} hit lists for {expected} examples", path=path)
+    return out

@@ -25,13 +25,21 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, BartConfig, BartForConditionalGeneration
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    BartConfig,
+    BartForConditionalGeneration,
+    MBartConfig,
+    MBartForConditionalGeneration,
+)
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.models.bart.modeling_bart import (
@@ -357,6 +365,121 @@ except ValueError:  # already registered (module reloaded)
     pass
 
 
+# --------------------------------------------------------------------------- pre-LN + copy head
+@dataclass
+class CopyEncoderOutput(BaseModelOutput):
+    """Encoder states plus the encoder's input ids (the tokens the copy head can copy); carried
+    in ``encoder_outputs`` so that generate expands them for the beams."""
+
+    source_ids: torch.Tensor | None = None
+
+
+class CopyMBartConfig(MBartConfig):
+    model_type = "relift_copy_mbart"
+
+
+class CopyMBartForConditionalGeneration(MBartForConditionalGeneration):
+    """Pre-LN (mBART-style) encoder-decoder with a pointer-generator head (See et al., 2017):
+
+    ``p(w) = g · softmax(lm_head(h))_w + (1 - g) · Σ_{i: x_i = w} a_i``, where ``a`` is a
+    single-head attention of the decoder state ``h`` over the encoder states (the source and, for
+    joint, the memory tokens), ``g = σ(W [h; context])`` the generation gate. ``logits`` are
+    ``log p`` (so softmax/log-softmax of them give ``p`` back and HF beam search is unchanged)."""
+
+    config_class = CopyMBartConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        d = config.d_model
+        self.copy_query = nn.Linear(d, d, bias=False)
+        self.copy_key = nn.Linear(d, d, bias=False)
+        self.copy_gate = nn.Linear(2 * d, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        encoder_outputs=None,
+        labels=None,
+        use_cache=None,
+        **kwargs,
+    ):
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        kwargs.pop("return_dict", None)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            encoder_outputs=encoder_outputs,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+        h, enc = out.last_hidden_state, out.encoder_last_hidden_state
+        src = getattr(encoder_outputs, "source_ids", None) if encoder_outputs is not None else None
+        if src is None:
+            src = input_ids
+        if src is None:
+            raise ValueError("the copy head needs the encoder input ids")
+        if attention_mask is None:
+            attention_mask = src.ne(self.config.pad_token_id).long()
+        logits = self.lm_head(h) + self.final_logits_bias.to(h.device)
+        scores = self.copy_query(h) @ self.copy_key(enc).transpose(1, 2)
+        scores = scores.float() / math.sqrt(h.size(-1))
+        scores = scores.masked_fill(~attention_mask.bool()[:, None, :], float("-inf"))
+        attn = scores.softmax(-1)  # (B, T, S)
+        context = (attn.to(enc.dtype) @ enc).to(h.dtype)
+        gate = torch.sigmoid(self.copy_gate(torch.cat([h, context], -1)).float())  # (B, T, 1)
+        p = gate * logits.float().softmax(-1)
+        index = src[:, None, :].expand(-1, attn.size(1), -1)
+        p = p.scatter_add(-1, index, (1 - gate) * attn)
+        logp = p.clamp_min(1e-10).log()
+        loss = None
+        if labels is not None:
+            loss = nn.functional.nll_loss(
+                logp.view(-1, logp.size(-1)), labels.to(logp.device).view(-1), ignore_index=-100
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logp,
+            encoder_last_hidden_state=enc,
+            **{_CACHE_FIELD: getattr(out, _CACHE_FIELD, None)},
+        )
+
+    def _encode_with_ids(self, inputs_tensor, model_kwargs):
+        enc = self.get_encoder()(
+            input_ids=inputs_tensor, attention_mask=model_kwargs.get("attention_mask")
+        )
+        model_kwargs["encoder_outputs"] = CopyEncoderOutput(
+            last_hidden_state=enc.last_hidden_state, source_ids=inputs_tensor
+        )
+        return model_kwargs
+
+    def _prepare_text_encoder_decoder_kwargs_for_generation(
+        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
+    ):
+        return self._encode_with_ids(inputs_tensor, model_kwargs)
+
+    def _prepare_encoder_decoder_kwargs_for_generation(
+        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
+    ):
+        return self._encode_with_ids(inputs_tensor, model_kwargs)
+
+
+try:
+    AutoConfig.register(CopyMBartConfig.model_type, CopyMBartConfig)
+    AutoModelForSeq2SeqLM.register(CopyMBartConfig, CopyMBartForConditionalGeneration)
+except ValueError:
+    pass
+
+
 # --------------------------------------------------------------------------- generator bundle
 def _shape_mismatch(path: Path, cls_) -> str | None:
     """The first tensor of ``model.safetensors`` whose shape differs from what ``config.json``
@@ -409,17 +532,35 @@ class ModelSize:
     ffn_dim: int = 1024
     dropout: float = 0.1
     attention_dropout: float = 0.1
+    # pre-LN layers (mBART-style; the dual architecture is post-LN BART only)
+    pre_ln: bool = True
+    # pointer-generator head over the encoder input tokens (vanilla/joint, pre-LN only)
+    copy: bool = False
 
 
 def scratch_config(tokenizer, spec: GeneratorSpec, size: ModelSize) -> BartConfig:
-    """A BART config for a from-scratch Transformer with shared, tied embeddings."""
+    """Config of a from-scratch Transformer with shared, tied embeddings: pre-LN mBART-style
+    (``size.pre_ln``; with a copy head when ``size.copy``) or post-LN BART (``dual`` always)."""
     if size.d_model % size.attention_heads:
         raise InputError(
             f"d_model {size.d_model} is not divisible by attention_heads {size.attention_heads}",
             field="d_model",
         )
     positions = max(spec.max_source_length + spec.max_memory_length, spec.max_target_length) + 8
-    cls = DualBartConfig if spec.arch == "dual" else BartConfig
+    if size.copy and (spec.arch == "dual" or not size.pre_ln):
+        raise InputError(
+            "the copy head is built for the pre-LN vanilla/joint generator, not for "
+            f"arch {spec.arch!r} with pre_ln={size.pre_ln}",
+            field="copy",
+        )
+    if spec.arch == "dual":
+        cls = DualBartConfig
+    elif size.copy:
+        cls = CopyMBartConfig
+    elif size.pre_ln:
+        cls = MBartConfig
+    else:
+        cls = BartConfig
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     return cls(
         vocab_size=len(tokenizer),
@@ -462,11 +603,12 @@ class Generator:
     ):
         torch.manual_seed(seed)
         config = scratch_config(tokenizer, spec, size or ModelSize())
-        model = (
-            DualBartForConditionalGeneration
-            if spec.arch == "dual"
-            else BartForConditionalGeneration
-        )(config)
+        model = {
+            DualBartConfig: DualBartForConditionalGeneration,
+            CopyMBartConfig: CopyMBartForConditionalGeneration,
+            MBartConfig: MBartForConditionalGeneration,
+            BartConfig: BartForConditionalGeneration,
+        }[type(config)](config)
         return cls(model, tokenizer, spec)
 
     @classmethod

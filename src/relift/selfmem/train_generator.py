@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from relift.io import LOG, InputError, atomic_dir, run_cli
-from relift.selfmem.data import Split, load_memory, load_split
+from relift.selfmem.data import Split, load_memory, load_split, read_hit_ids
 from relift.selfmem.model import ARCHS, Generator, GeneratorSpec, ModelSize
 from relift.train import BucketedBatches, add_train_args, config_from_args, seed_everything, train
 
@@ -68,6 +68,68 @@ class TiedSafe(torch.nn.Module):
         if strict and missing:
             raise RuntimeError(f"missing keys in state dict: {missing[:5]}")
         return type(res)(missing, res.unexpected_keys)  # tied aliases are not missing
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().split())
+
+
+def word_dice(a: str, b: str) -> float:
+    """Dice overlap of the lower-cased word sets of two texts (0..1)."""
+    wa, wb = _words(a), _words(b)
+    return 2 * len(wa & wb) / (len(wa) + len(wb)) if wa or wb else 0.0
+
+
+def noised_copy(text: str, rng, vocab: list[str], p_drop: float = 0.1, p_swap: float = 0.15):
+    """The target as an imperfect memory: each word dropped with ``p_drop`` or replaced by a
+    random training-target word with ``p_swap``."""
+    out = []
+    for w in text.split():
+        u = rng.random()
+        if u < p_drop:
+            continue
+        out.append(vocab[rng.integers(len(vocab))] if u < p_drop + p_swap else w)
+    return " ".join(out)
+
+
+def mix_training_memory(
+    split: Split,
+    memories: list[str],
+    hits: list[list[int]] | None,
+    closest_share: float,
+    noise_share: float,
+    seed: int,
+) -> tuple[list[str], dict]:
+    """Training memories that teach the generator to trust good memory (fixed per example):
+
+    * a ``noise_share`` of examples get a noised copy of their own target (:func:`noised_copy`);
+    * a ``closest_share`` get, of their retrieved hits (``hits``: training-example ids, self
+      excluded), the one whose target is closest to theirs (word Dice);
+    * the rest keep their BM25 top-1 memory. Returns the memories and the counts."""
+    import numpy as np
+
+    if closest_share + noise_share > 1:
+        raise InputError(
+            f"memory shares add up to {closest_share + noise_share:.2f} > 1",
+            field="memory_closest_share",
+        )
+    if closest_share and hits is None:
+        raise InputError("--memory-closest-share needs --train-hits")
+    rng = np.random.default_rng([seed, 7])
+    vocab = sorted({w for t in split.targets for w in t.split()})
+    out, counts = list(memories), {"bm25": 0, "closest": 0, "noised_target": 0}
+    u = rng.random(len(split))
+    for i in range(len(split)):
+        if u[i] < noise_share:
+            out[i] = noised_copy(split.targets[i], rng, vocab)
+            counts["noised_target"] += 1
+        elif u[i] < noise_share + closest_share and hits[i]:
+            best = max(hits[i], key=lambda j: word_dice(split.targets[j], split.targets[i]))
+            out[i] = split.targets[best]
+            counts["closest"] += 1
+        else:
+            counts["bm25"] += 1
+    return out, counts
 
 
 def collate_fn(gen: Generator, split: Split, memories: list[str] | None):
@@ -183,12 +245,41 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--decoder-layers", type=int, default=3)
     ap.add_argument("--attention-heads", type=int, default=4)
     ap.add_argument("--ffn-dim", type=int, default=1024)
+    ap.add_argument(
+        "--post-ln",
+        action="store_true",
+        help="post-LN BART layers instead of pre-LN mBART-style ones (from scratch)",
+    )
+    ap.add_argument(
+        "--copy", action="store_true", help="pointer-generator head over the encoder input"
+    )
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--attention-dropout", type=float, default=0.1)
     ap.add_argument("--max-source-length", type=int, default=128)
     ap.add_argument("--max-memory-length", type=int, default=128)
     ap.add_argument("--max-target-length", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch")
+    ap.add_argument(
+        "--max-tokens",
+        type=int,
+        default=0,
+        help="token budget per micro-batch (examples x longest input/target; 0 = --batch-size)",
+    )
+    ap.add_argument(
+        "--train-hits", type=Path, help="retrieved hits of the training split (hits.jsonl)"
+    )
+    ap.add_argument(
+        "--memory-closest-share",
+        type=float,
+        default=0.0,
+        help="share of training examples whose memory is the hit closest to their target",
+    )
+    ap.add_argument(
+        "--memory-noise-share",
+        type=float,
+        default=0.0,
+        help="share of training examples whose memory is a noised copy of their target",
+    )
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument(
         "--eval-metric",
@@ -241,6 +332,17 @@ def main(argv: list[str] | None = None) -> None:
     dev = load_split(args.dev, args.src_field, args.trg_field)
     uses_memory = args.arch != "vanilla"
     train_mem = load_memory(args.train_memory, train_split) if uses_memory else None
+    if uses_memory and (args.memory_closest_share or args.memory_noise_share):
+        hits = read_hit_ids(args.train_hits, len(train_split)) if args.train_hits else None
+        train_mem, counts = mix_training_memory(
+            train_split,
+            train_mem,
+            hits,
+            args.memory_closest_share,
+            args.memory_noise_share,
+            args.seed,
+        )
+        LOG.info("training memories: %s", counts)
     dev_mem = load_memory(args.dev_memory, dev) if uses_memory else None
     if args.dev_max_examples:
         n = args.dev_max_examples
@@ -279,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
             args.ffn_dim,
             args.dropout,
             args.attention_dropout,
+            pre_ln=not args.post_ln,
+            copy=args.copy,
         )
         gen = Generator.from_scratch(tok, spec, size, seed=cfg.seed)
     n_params = sum(p.numel() for p in gen.model.parameters())
@@ -295,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_size,
         seed=cfg.seed,
         collate=collate_fn(gen, train_split, train_mem),
+        max_tokens=args.max_tokens,
     )
 
     def eval_fn(model, step):

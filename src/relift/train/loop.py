@@ -46,7 +46,8 @@ checkpoint; on CPU with a fixed seed the final weights equal those of an uninter
 Precision: ``auto`` = bf16 autocast on CUDA, fp32 on CPU (``bf16`` forces autocast on CPU too:
 slow on CPUs without native bf16). Optimizers: ``lamb`` (as the original ReGPT) and ``adamw``.
 Schedulers: ``cosine`` (linear warmup, then cosine to ``min_lr_ratio``·lr over
-``cosine_steps``, flat afterwards), ``inverse_sqrt`` (warmup, then ∝ 1/√step), ``constant``
+``cosine_steps``, flat afterwards), ``linear`` (warmup, then linear decay to
+``min_lr_ratio``·lr), ``inverse_sqrt`` (warmup, then ∝ 1/√step), ``constant``
 (warmup, then flat). ``deepspeed_config``: a DeepSpeed JSON (e.g. ZeRO-2) used through
 Accelerate's DeepSpeedPlugin; ``"auto"`` values are filled from this config. Note that ZeRO
 flattens parameters into partitions, so Lamb's per-tensor trust ratio becomes per-partition
@@ -95,7 +96,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    scheduler: str = "cosine"  # cosine | inverse_sqrt | constant
+    scheduler: str = "cosine"  # cosine | linear | inverse_sqrt | constant
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1  # cosine floor (eta_min = 0.1 lr in the original)
     cosine_steps: int = 0  # cosine period T_max; 0 = max_steps
@@ -125,7 +126,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.optimizer in ("adamw", "lamb"), f"unknown optimizer {self.optimizer!r}"),
             (
-                self.scheduler in ("cosine", "inverse_sqrt", "constant"),
+                self.scheduler in ("cosine", "linear", "inverse_sqrt", "constant"),
                 f"unknown scheduler {self.scheduler!r}",
             ),
             (
@@ -159,7 +160,7 @@ def add_train_args(ap: argparse.ArgumentParser, **defaults) -> None:
         "weight_decay": "decoupled weight decay (not on biases/norms)",
         "betas": "two floats",
         "eps": "optimizer epsilon",
-        "scheduler": "cosine, inverse_sqrt or constant",
+        "scheduler": "cosine, linear (to min_lr_ratio), inverse_sqrt or constant",
         "warmup_steps": "linear warmup steps",
         "min_lr_ratio": "cosine floor as a fraction of lr",
         "cosine_steps": "cosine period (0 = max steps)",
@@ -199,7 +200,7 @@ def add_train_args(ap: argparse.ArgumentParser, **defaults) -> None:
             if f.name in ("optimizer", "scheduler", "precision", "best_mode", "device"):
                 kw["choices"] = {
                     "optimizer": ("adamw", "lamb"),
-                    "scheduler": ("cosine", "inverse_sqrt", "constant"),
+                    "scheduler": ("cosine", "linear", "inverse_sqrt", "constant"),
                     "precision": ("auto", "fp32", "bf16", "fp16"),
                     "best_mode": ("min", "max"),
                     "device": ("auto", "cpu", "cuda"),
@@ -257,40 +258,63 @@ class BucketedBatches:
         collate: Callable[[list[int]], Any],
         bucket: int = 50,
         drop_last: bool = False,
+        max_tokens: int = 0,
     ):
         if batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {batch_size}")
+        if max_tokens < 0:
+            raise InputError(f"max_tokens must be >= 0, got {max_tokens}")
         if len(lengths) == 0:
             raise InputError("no training examples")
         self.lengths = np.asarray(lengths)
         self.batch_size, self.seed, self.collate = batch_size, seed, collate
-        self.bucket, self.drop_last = bucket, drop_last
+        self.bucket, self.drop_last, self.max_tokens = bucket, drop_last, max_tokens
         self._cache: tuple[int, list[np.ndarray]] | None = None
         n = len(self.lengths)
         self._len = n // batch_size if drop_last else -(-n // batch_size)
+        if max_tokens:  # token budgets: as many batches per epoch as epoch 0 has
+            self._len = len(self._plan(0))
         if self._len == 0:
             raise InputError(f"{n} examples do not fill one batch of {batch_size}")
 
     def __len__(self) -> int:
         return self._len
 
-    def epoch_plan(self, epoch: int) -> list[np.ndarray]:
-        if self._cache is not None and self._cache[0] == epoch:
-            return self._cache[1]
+    def _cut(self, part: np.ndarray) -> list[np.ndarray]:
+        """Length-sorted examples -> batches: ``batch_size`` each, or (``max_tokens``) as many as
+        keep (examples x longest length) within the token budget (at least one)."""
+        if not self.max_tokens:
+            return [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
+        out, start = [], 0
+        for i in range(1, len(part) + 1):
+            if i == len(part) or (i + 1 - start) * self.lengths[part[i]] > self.max_tokens:
+                out.append(part[start:i])
+                start = i
+        return out
+
+    def _plan(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         perm = rng.permutation(len(self.lengths))
         span = self.bucket * self.batch_size
+        if self.max_tokens:  # spans of about `bucket` token-budget batches
+            mean = max(1.0, float(self.lengths.mean()))
+            span = max(1, int(self.bucket * self.max_tokens / mean))
         batches = []
         for s in range(0, len(perm), span):
             part = perm[s : s + span]
-            part = part[np.argsort(self.lengths[part], kind="stable")]
-            batches.extend(
-                part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)
-            )
-        if self.drop_last:
+            batches.extend(self._cut(part[np.argsort(self.lengths[part], kind="stable")]))
+        if self.drop_last and not self.max_tokens:
             batches = [b for b in batches if len(b) == self.batch_size]
         order = rng.permutation(len(batches))
-        plan = [batches[i] for i in order][: self._len]
+        return [batches[i] for i in order]
+
+    def epoch_plan(self, epoch: int) -> list[np.ndarray]:
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        plan = self._plan(epoch)
+        if len(plan) < self._len:  # token budgets: a shorter epoch repeats its first batches
+            plan = plan + plan[: self._len - len(plan)]
+        plan = plan[: self._len]
         self._cache = (epoch, plan)
         return plan
 
@@ -391,6 +415,9 @@ def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float) -
         return 1.0
     if kind == "inverse_sqrt":
         return math.sqrt(max(1, warmup) / (step + 1))
+    if kind == "linear":
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * (1 - progress)
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 

@@ -1,0 +1,316 @@
+"""Does the Selfmem generator read its memory, and does it beat what a translation-memory user
+already has? Two subcommands:
+
+``memory-use``: decode a split with the EMPTY memory and with the REFERENCE as memory (the
+latter labelled ORACLE: a diagnostic, never a result). A generator that reads its memory scores
+far higher with the reference than with its BM25 memory, and lower with an empty one.
+
+``table``: one comparison table per task, dev and test, with for every row corpus BLEU (and
+chrF++), the share of distinct outputs and the collapse flag (distinct < 90%), and the paired
+bootstrap against the reference row (the generator with BM25 memory): ΔBLEU, one-sided p-value
+("row is better") and the 95% interval. Rows:
+
+* baselines: copying the BM25 memory; the fuzzy-match switch (the memory's target when the
+  source's fuzzy match with the memory's source is at least a threshold chosen on DEV, else the
+  vanilla output);
+* generators with BM25 memory (``--row``), diagnostics (empty / reference memory);
+* loop variants (``--loop``): the iteration chosen on DEV by BLEU among 1..K.
+
+Outputs: ``--output-json`` (everything), ``--output-csv`` (one line per row and split) and
+``--output-html`` (the table, with a collapse warning at the top when any row collapsed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import html
+import io
+from pathlib import Path
+
+from relift.io import LOG, InputError, atomic_path, run_cli, write_json_atomic, write_text_atomic
+from relift.score import paired_bootstrap, read_lines, score
+from relift.selfmem.data import load_split, one_line, read_hit_ids
+
+SPLITS = ("dev", "test")
+
+
+# --------------------------------------------------------------------------- fuzzy match
+def fuzzy_match(a: str, b: str) -> float:
+    """Word-level fuzzy match of two sources (difflib ratio: 2·matches / total words, 0..1),
+    the classical translation-memory match score."""
+    wa, wb = a.lower().split(), b.lower().split()
+    if not wa and not wb:
+        return 1.0
+    return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
+
+
+def memory_match_scores(sources: list[str], hits_path: Path, train_sources: list[str]) -> list:
+    """Fuzzy match of each source with the source of its top-1 retrieved training example."""
+    hits = read_hit_ids(hits_path, len(sources))
+    return [fuzzy_match(src, train_sources[h[0]]) if h else 0.0 for src, h in zip(sources, hits)]
+
+
+def switch(memories: list[str], fallback: list[str], match: list[float], threshold: float):
+    return [m if s >= threshold else f for m, f, s in zip(memories, fallback, match, strict=True)]
+
+
+def choose_threshold(memories, fallback, match, refs) -> tuple[float, float]:
+    """The threshold (over a 0.05 grid, 1.05 = never switch) with the best BLEU; (t, BLEU)."""
+    best = (1.05, -1.0)
+    for t in [round(0.05 * i, 2) for i in range(22)]:
+        b = score(switch(memories, fallback, match, t), refs, ["bleu"])["bleu"]["score"]
+        if b > best[1]:
+            best = (t, b)
+    return best
+
+
+# --------------------------------------------------------------------------- memory use
+def memory_use(args: argparse.Namespace) -> None:
+    import torch
+
+    from relift.selfmem.candidates import generate_candidates
+    from relift.selfmem.model import Generator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    split = load_split(args.data, args.src_field, args.trg_field)
+    gen = Generator.load(args.generator, args.device)
+    if gen.spec.arch == "vanilla":
+        raise InputError("the vanilla generator reads no memory", path=args.generator)
+    for name, memories, out in (
+        ("empty", [""] * len(split), args.out_empty),
+        ("reference", list(split.targets), args.out_reference),
+    ):
+        LOG.info("decoding %d inputs with %s memory", len(split), name)
+        res = generate_candidates(gen, split.sources, memories, args.num_beams, 1, args.batch_size)
+        with atomic_path(out) as tmp:
+            tmp.write_text("".join(one_line(texts[0]) + "\n" for texts, _ in res))
+
+
+# --------------------------------------------------------------------------- table
+def _parse(spec: str, n: int, what: str) -> list[str]:
+    parts = spec.split("|")
+    if len(parts) != n:
+        raise InputError(f"bad {what} {spec!r}: expected {n} '|'-separated fields")
+    return parts
+
+
+def build_table(args: argparse.Namespace) -> dict:
+    data = {s: load_split(getattr(args, s), args.src_field, args.trg_field) for s in SPLITS}
+    refs = {s: data[s].targets for s in SPLITS}
+    memory = {s: read_lines(getattr(args, f"memory_{s}"), f"{s} memory") for s in SPLITS}
+    rows: list[dict] = []
+
+    def add(label, kind, hyps: dict, note=""):
+        for s in SPLITS:
+            if len(hyps[s]) != len(refs[s]):
+                raise InputError(
+                    f"row {label!r}: {len(hyps[s])} {s} outputs for {len(refs[s])} examples"
+                )
+        rows.append({"label": label, "kind": kind, "note": note, "hyps": hyps})
+
+    add("copy the BM25 memory", "baseline", memory)
+    for spec in args.row:
+        label, kind, dev, test = _parse(spec, 4, "--row")
+        add(label, kind, {"dev": read_lines(dev, label), "test": read_lines(test, label)})
+    if args.vanilla:
+        van = next((r for r in rows if r["label"] == args.vanilla), None)
+        if van is None:
+            raise InputError(f"--vanilla names no row: {args.vanilla!r}")
+        train = load_split(args.train, args.src_field, args.trg_field)
+        match = {
+            s: memory_match_scores(data[s].sources, getattr(args, f"hits_{s}"), train.sources)
+            for s in SPLITS
+        }
+        t, dev_bleu = choose_threshold(memory["dev"], van["hyps"]["dev"], match["dev"], refs["dev"])
+        used = {s: sum(m >= t for m in match[s]) for s in SPLITS}
+        add(
+            "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)",
+            "baseline",
+            {s: switch(memory[s], van["hyps"][s], match[s], t) for s in SPLITS},
+            note=f"t = {t:.2f} chosen on dev (dev BLEU {dev_bleu:.2f}); memory used for "
+            f"{used['dev']}/{len(refs['dev'])} dev, {used['test']}/{len(refs['test'])} test",
+        )
+    for spec in args.loop:
+        label, kind, devs, tests = _parse(spec, 4, "--loop")
+        devs, tests = devs.split(","), tests.split(",")
+        if len(devs) != len(tests) or not devs:
+            raise InputError(f"--loop {label!r}: dev and test iteration lists differ")
+        dev_scores = [
+            score(read_lines(p, label), refs["dev"], ["bleu"])["bleu"]["score"] for p in devs
+        ]
+        k = max(range(len(devs)), key=lambda i: dev_scores[i])
+        add(
+            f"{label} (iteration {k + 1})",
+            kind,
+            {"dev": read_lines(devs[k], label), "test": read_lines(tests[k], label)},
+            note=f"iteration {k + 1} of {len(devs)} chosen on dev (dev BLEU "
+            + ", ".join(f"{x:.2f}" for x in dev_scores)
+            + ")",
+        )
+    ref_row = next((r for r in rows if r["label"] == args.reference), None)
+    if ref_row is None:
+        raise InputError(f"--reference names no row: {args.reference!r}")
+
+    out_rows = []
+    for r in rows:
+        for s in SPLITS:
+            sc = score(r["hyps"][s], refs[s], args.metrics)
+            copies = sum(h == m for h, m in zip(r["hyps"][s], memory[s], strict=True))
+            rec = {
+                "split": s,
+                "label": r["label"],
+                "kind": r["kind"],
+                "bleu": sc.get("bleu", {}).get("score"),
+                "chrf": sc.get("chrf", {}).get("score"),
+                "distinct": sc["distinct"],
+                "collapsed": sc["collapsed"],
+                "equals_bm25_memory": round(copies / len(refs[s]), 4),
+                "note": r["note"],
+            }
+            if r is not ref_row:
+                bs = paired_bootstrap(
+                    r["hyps"][s], ref_row["hyps"][s], refs[s], args.resamples, args.seed
+                )
+                rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
+            out_rows.append(rec)
+    return {
+        "task": args.task,
+        "reference_row": args.reference,
+        "resamples": args.resamples,
+        "collapsed": sorted({r["label"] for r in out_rows if r["collapsed"]}),
+        "rows": out_rows,
+    }
+
+
+FIELDS = (
+    "split",
+    "label",
+    "kind",
+    "bleu",
+    "chrf",
+    "distinct",
+    "collapsed",
+    "equals_bm25_memory",
+    "delta_vs_ref",
+    "p_value",
+    "ci95",
+    "note",
+)
+
+
+def to_csv(table: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in table["rows"]:
+        w.writerow({k: r.get(k, "") for k in FIELDS})
+    return buf.getvalue()
+
+
+def to_html(table: dict) -> str:
+    e = html.escape
+    parts = [f"<h2>Selfmem comparison: {e(table['task'])}</h2>"]
+    if table["collapsed"]:
+        parts.append(
+            "<p style='color:#b00;font-weight:bold'>COLLAPSE: fewer than 90% distinct outputs "
+            "in: " + e(", ".join(table["collapsed"])) + "</p>"
+        )
+    else:
+        parts.append("<p>No collapse: every row has at least 90% distinct outputs.</p>")
+    parts.append(
+        f"<p>Δ and p: paired bootstrap ({table['resamples']} resamples) of corpus BLEU against "
+        f"<b>{e(table['reference_row'])}</b>; p is one-sided for 'row better'. ORACLE rows use "
+        "the reference and are diagnostics, not results.</p>"
+    )
+    for s in SPLITS:
+        parts.append(f"<h3>{s}</h3><table border='1' cellpadding='3'><tr>")
+        cols = ("label", "bleu", "chrf", "distinct", "equals_bm25_memory", "delta_vs_ref")
+        cols += ("p_value", "ci95", "note")
+        parts.append("".join(f"<th>{c}</th>" for c in cols) + "</tr>")
+        for r in table["rows"]:
+            if r["split"] != s:
+                continue
+            style = " style='color:#b00'" if r["collapsed"] else ""
+            parts.append(
+                f"<tr{style}>" + "".join(f"<td>{e(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+            )
+        parts.append("</table>")
+    return "<html><body>" + "\n".join(parts) + "</body></html>\n"
+
+
+def table(args: argparse.Namespace) -> None:
+    t = build_table(args)
+    for r in t["rows"]:
+        LOG.info(
+            "%s %-60s BLEU %6.2f distinct %.2f%s",
+            r["split"],
+            r["label"][:60],
+            r["bleu"] or 0.0,
+            r["distinct"],
+            f"  Δ {r['delta_vs_ref']:+.2f} p {r['p_value']:.3f}" if "p_value" in r else "",
+        )
+    write_json_atomic(args.output_json, t)
+    write_text_atomic(args.output_csv, to_csv(t))
+    write_text_atomic(args.output_html, to_html(t))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.selfmem.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    mu = sub.add_parser("memory-use", help="decode with empty and with reference memory")
+    mu.add_argument("--generator", required=True, type=Path)
+    mu.add_argument("--data", required=True, type=Path, help="split (JSONL)")
+    mu.add_argument("--src-field", default="src")
+    mu.add_argument("--trg-field", default="trg")
+    mu.add_argument("--num-beams", type=int, default=5)
+    mu.add_argument("--batch-size", type=int, default=32)
+    mu.add_argument("--device", default="cpu")
+    mu.add_argument("--threads", type=int, default=0)
+    mu.add_argument("--out-empty", required=True, type=Path)
+    mu.add_argument("--out-reference", required=True, type=Path)
+    tb = sub.add_parser("table", help="the comparison table of one task")
+    tb.add_argument("--task", required=True)
+    tb.add_argument("--train", type=Path, help="training split (fuzzy-match switch)")
+    tb.add_argument("--dev", required=True, type=Path)
+    tb.add_argument("--test", required=True, type=Path)
+    tb.add_argument("--src-field", default="src")
+    tb.add_argument("--trg-field", default="trg")
+    tb.add_argument("--memory-dev", required=True, type=Path)
+    tb.add_argument("--memory-test", required=True, type=Path)
+    tb.add_argument("--hits-dev", type=Path)
+    tb.add_argument("--hits-test", type=Path)
+    tb.add_argument(
+        "--row", action="append", default=[], help="LABEL|KIND|DEV_HYPOTHESES|TEST_HYPOTHESES"
+    )
+    tb.add_argument(
+        "--loop",
+        action="append",
+        default=[],
+        help="LABEL|KIND|DEV_ITER1,DEV_ITER2,..|TEST_ITER1,TEST_ITER2,.. (best on dev)",
+    )
+    tb.add_argument("--vanilla", default="", help="label of the vanilla row (fuzzy switch)")
+    tb.add_argument("--reference", required=True, help="label of the row others are tested on")
+    tb.add_argument("--metrics", default="bleu,chrf", type=lambda s: s.split(","))
+    tb.add_argument("--resamples", type=int, default=1000)
+    tb.add_argument("--seed", type=int, default=0)
+    tb.add_argument("--output-json", required=True, type=Path)
+    tb.add_argument("--output-csv", required=True, type=Path)
+    tb.add_argument("--output-html", required=True, type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "memory-use":
+        memory_use(args)
+    else:
+        if args.vanilla and not (args.train and args.hits_dev and args.hits_test):
+            raise InputError("--vanilla (the fuzzy-match switch) needs --train and --hits-*")
+        table(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,127 @@
+"""Selfmem comparison: distinct outputs / collapse flag, paired bootstrap, the fuzzy-match switch
+and the comparison table CLI (no model: hypothesis files written by the test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relift.io import InputError, run_cli
+from relift.score import diversity, paired_bootstrap, score
+from relift.selfmem import compare
+
+REFS = [
+    "der Hund läuft schnell nach Hause",
+    "die Katze schläft auf dem Sofa",
+    "ein Vogel singt im Garten",
+    "das Haus ist sehr groß",
+    "wir gehen heute ins Kino",
+    "er liest ein gutes Buch",
+    "sie trinkt einen heißen Tee",
+    "die Sonne scheint hell am Himmel",
+]
+REFS = [f"{r} Nummer {i}" for i in range(5) for r in REFS]  # 40 distinct references
+
+
+def test_diversity_and_collapse_flag():
+    assert diversity(["a", "b", "c", "d"]) == {"distinct": 1.0, "collapsed": False}
+    assert diversity(["a"] * 9 + ["b"]) == {"distinct": 0.2, "collapsed": True}
+    sc = score(["x"] * len(REFS), REFS, ["bleu"])
+    assert sc["collapsed"] and sc["distinct"] == pytest.approx(1 / len(REFS), abs=1e-4)
+
+
+def test_paired_bootstrap_orders_systems_and_matches_corpus_bleu():
+    good = [r if i % 4 else r.split()[0] + " Tag" for i, r in enumerate(REFS)]
+    bad = cut(2)
+    res = paired_bootstrap(good, bad, REFS, resamples=200, seed=1)
+    expected = (
+        score(good, REFS, ["bleu"])["bleu"]["score"] - score(bad, REFS, ["bleu"])["bleu"]["score"]
+    )
+    assert res["delta"] == pytest.approx(expected, abs=0.02)
+    assert res["p_value"] < 0.01 and res["ci95"][0] > 0
+    rev = paired_bootstrap(bad, good, REFS, resamples=200, seed=1)
+    assert rev["p_value"] > 0.99 and rev["delta"] == -res["delta"]
+    same = paired_bootstrap(good, good, REFS, resamples=50)
+    assert same["delta"] == 0 and same["p_value"] == 1.0  # never better than itself
+    with pytest.raises(InputError):
+        paired_bootstrap(good[:3], bad, REFS)
+
+
+def test_fuzzy_match_and_threshold_on_dev():
+    assert compare.fuzzy_match("a b c d", "a b c d") == 1.0
+    assert compare.fuzzy_match("a b c d", "a b x y") == 0.5
+    assert compare.fuzzy_match("", "") == 1.0
+    memories = [REFS[i] if i % 2 == 0 else "völlig falsch" for i in range(len(REFS))]
+    fallback = cut(3)
+    match = [0.9 if i % 2 == 0 else 0.3 for i in range(len(REFS))]
+    t, bleu = compare.choose_threshold(memories, fallback, match, REFS)
+    assert 0.3 < t <= 0.9  # use the memory exactly where it is right
+    assert compare.switch(memories, fallback, match, t) == [
+        REFS[i] if i % 2 == 0 else fallback[i] for i in range(len(REFS))
+    ]
+    assert bleu > score(fallback, REFS, ["bleu"])["bleu"]["score"]
+
+
+def cut(k):
+    """Each reference's first k words, kept distinct (its index appended)."""
+    return [" ".join(r.split()[:k]) + f" x{i}" for i, r in enumerate(REFS)]
+
+
+def _write(path, lines):
+    path.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    return str(path)
+
+
+def test_table_cli(tmp_path):
+    srcs = [f"source number {i} with words" for i in range(len(REFS))]
+    for s in ("train", "dev", "test"):
+        with open(tmp_path / f"{s}.jsonl", "w", encoding="utf-8") as fh:
+            for src, trg in zip(srcs, REFS, strict=True):
+                fh.write(json.dumps({"src": src, "trg": trg}) + "\n")
+        # hits: each example's own index in train (so the fuzzy match is 1.0 for all)
+        _write(tmp_path / f"{s}.hits.jsonl", [json.dumps({"ids": [i]}) for i in range(len(REFS))])
+    mem = _write(tmp_path / "mem.txt", cut(4))
+    joint = _write(tmp_path / "joint.txt", cut(5))
+    vanilla = _write(tmp_path / "vanilla.txt", cut(2))
+    collapsed = _write(tmp_path / "collapsed.txt", [REFS[0]] * len(REFS))
+    oracle = _write(tmp_path / "oracle.txt", REFS)
+    it1 = _write(tmp_path / "it1.txt", cut(3))
+    out = {k: tmp_path / f"cmp.{k}" for k in ("json", "csv", "html")}
+    argv = ["table", "--task", "toy", "--train", str(tmp_path / "train.jsonl")]
+    for s in ("dev", "test"):
+        argv += [f"--{s}", str(tmp_path / f"{s}.jsonl"), f"--memory-{s}", mem]
+        argv += [f"--hits-{s}", str(tmp_path / f"{s}.hits.jsonl")]
+    argv += ["--row", f"vanilla (no memory)|generator|{vanilla}|{vanilla}"]
+    argv += ["--row", f"joint + BM25 memory|generator|{joint}|{joint}"]
+    argv += ["--row", f"joint + empty memory|diagnostic|{collapsed}|{collapsed}"]
+    argv += ["--row", f"joint + reference as memory (ORACLE)|oracle|{oracle}|{oracle}"]
+    argv += ["--loop", f"joint selfmem|loop|{it1},{oracle}|{it1},{it1}"]
+    argv += ["--vanilla", "vanilla (no memory)", "--reference", "joint + BM25 memory"]
+    argv += ["--resamples", "100"]
+    for k, p in out.items():
+        argv += [f"--output-{k}", str(p)]
+    assert run_cli(compare.main, argv) == 0
+    t = json.loads(out["json"].read_text())
+    rows = {(r["split"], r["label"].split(" (iteration")[0]): r for r in t["rows"]}
+    assert t["collapsed"] == ["joint + empty memory"]
+    assert rows[("test", "joint + empty memory")]["collapsed"] is True
+    assert "p_value" not in rows[("test", "joint + BM25 memory")]  # the reference row
+    orc = rows[("test", "joint + reference as memory (ORACLE)")]
+    assert orc["bleu"] == 100.0 and orc["delta_vs_ref"] > 0 and orc["p_value"] < 0.05
+    copy = rows[("dev", "copy the BM25 memory")]
+    assert copy["equals_bm25_memory"] == 1.0
+    # the loop row is the iteration chosen on DEV (iteration 2 = the oracle file on dev)
+    loop = [r for r in t["rows"] if r["label"].startswith("joint selfmem")]
+    assert all("(iteration 2)" in r["label"] for r in loop)
+    assert "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)" in {
+        r["label"] for r in t["rows"]
+    }
+    assert "COLLAPSE" in out["html"].read_text()
+    assert out["csv"].read_text().splitlines()[0].startswith("split,label,kind,bleu")
+    # a row with the wrong number of lines is a clear error
+    bad = argv.copy()
+    bad[bad.index(f"joint + BM25 memory|generator|{joint}|{joint}")] = (
+        f"joint + BM25 memory|generator|{joint}|{_write(tmp_path / 'short.txt', ['x'])}"
+    )
+    assert run_cli(compare.main, bad) != 0
