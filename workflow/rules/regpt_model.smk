@@ -288,6 +288,11 @@ rule regpt_report:
             category="ReGPT",
         ),
         learning_csv="results/regpt/learning_curves.csv",
+        equal=report(
+            "results/regpt/equal_compute.csv",
+            caption="../report/regpt_equal_compute.rst",
+            category="ReGPT",
+        ),
     log:
         "results/logs/regpt/report.log",
     conda:
@@ -298,6 +303,7 @@ rule regpt_report:
             if RG["evaluate"]["floors"]
             else ""
         ),
+        budgets=" ".join(f"--budget {b}" for b in RG["evaluate"]["budgets"]),
     shell:
         "python -m relift.regpt.report"
         " --eval stage1={input.evals[0]:q} --eval stage2={input.evals[1]:q}"
@@ -305,4 +311,5 @@ rule regpt_report:
         " --run stage2={input.runs[1]:q} --run baseline={input.runs[2]:q} {params.floors}"
         " --table {output.table:q} --curves {output.curves:q}"
         " --learning-curves {output.learning:q} --curves-csv {output.learning_csv:q}"
+        " {params.budgets} --equal-compute {output.equal:q}"
         " > {log:q} 2>&1"

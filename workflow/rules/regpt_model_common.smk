@@ -95,4 +95,5 @@ def regpt_model_targets():
         "results/regpt/eval_table.csv",
         "results/regpt/loss_curves.png",
         "results/regpt/learning_curves.png",
+        "results/regpt/equal_compute.csv",
     ]

@@ -127,8 +127,10 @@ rule selfmem_train_generator:
         heads=SM_GEN["attention_heads"],
         ffn_dim=SM_GEN["ffn_dim"],
         dropout=SM_GEN["dropout"],
+        attention_dropout=SM_GEN["attention_dropout"],
         layer_flags=(" --post-ln" if not SM_GEN["pre_ln"] else "")
-        + (" --copy" if SM_GEN["copy"] else ""),
+        + (" --copy" if SM_GEN["copy"] else "")
+        + f" --positions {SM_GEN['positions']}",
         max_tokens=SM_GEN["max_tokens"],
         closest_share=SM_GEN["memory_closest_share"],
         noise_share=SM_GEN["memory_noise_share"],
@@ -156,7 +158,7 @@ rule selfmem_train_generator:
         " {params.pretrained} --d-model {params.d_model}"
         " --encoder-layers {params.encoder_layers} --decoder-layers {params.decoder_layers}"
         " --attention-heads {params.heads} --ffn-dim {params.ffn_dim}{params.layer_flags}"
-        " --dropout {params.dropout} --attention-dropout {params.dropout}"
+        " --dropout {params.dropout} --attention-dropout {params.attention_dropout}"
         " --max-source-length {params.max_src} --max-memory-length {params.max_mem}"
         " --max-target-length {params.max_trg} --batch-size {params.batch_size}"
         " --max-tokens {params.max_tokens} --train-hits {input.train_hits:q}"

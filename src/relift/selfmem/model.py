@@ -536,6 +536,8 @@ class ModelSize:
     pre_ln: bool = True
     # pointer-generator head over the encoder input tokens (vanilla/joint, pre-LN only)
     copy: bool = False
+    # position embeddings of a pre-LN model: sinusoidal (fixed) or learned
+    positions: str = "sinusoidal"
 
 
 def scratch_config(tokenizer, spec: GeneratorSpec, size: ModelSize) -> BartConfig:
@@ -588,6 +590,16 @@ def scratch_config(tokenizer, spec: GeneratorSpec, size: ModelSize) -> BartConfi
     )
 
 
+def sinusoids(n: int, d: int) -> torch.Tensor:
+    """The Transformer's fixed sinusoidal position table [n, d] (sin | cos halves)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d // 2, dtype=torch.float32) / (d // 2))
+    table = torch.zeros(n, d)
+    table[:, : d // 2] = torch.sin(pos * freq)
+    table[:, d // 2 : 2 * (d // 2)] = torch.cos(pos * freq)
+    return table
+
+
 class Generator:
     """A retrieval-augmented generator: model + tokenizer + :class:`GeneratorSpec`."""
 
@@ -609,6 +621,10 @@ class Generator:
             MBartConfig: MBartForConditionalGeneration,
             BartConfig: BartForConditionalGeneration,
         }[type(config)](config)
+        if isinstance(model, MBartForConditionalGeneration) and size.positions == "sinusoidal":
+            for emb in (model.model.encoder.embed_positions, model.model.decoder.embed_positions):
+                emb.weight.data.copy_(sinusoids(emb.num_embeddings, emb.embedding_dim))
+                emb.weight.requires_grad_(False)
         return cls(model, tokenizer, spec)
 
     @classmethod

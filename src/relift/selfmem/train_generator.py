@@ -253,6 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--copy", action="store_true", help="pointer-generator head over the encoder input"
     )
+    ap.add_argument(
+        "--positions",
+        choices=("sinusoidal", "learned"),
+        default="sinusoidal",
+        help="position embeddings of the pre-LN model (fixed sinusoidal, or learned)",
+    )
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--attention-dropout", type=float, default=0.1)
     ap.add_argument("--max-source-length", type=int, default=128)
@@ -383,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
             args.attention_dropout,
             pre_ln=not args.post_ln,
             copy=args.copy,
+            positions=args.positions,
         )
         gen = Generator.from_scratch(tok, spec, size, seed=cfg.seed)
     n_params = sum(p.numel() for p in gen.model.parameters())
