@@ -44,6 +44,7 @@ rule regpt_stage1:
         threshold=RG["stage1"]["threshold"],
         temperature=RG["stage1"]["temperature"],
         contrastive=contrastive_flags("stage1"),
+        phrase_bias="--phrase-bias" if RM["phrase_bias"] else "--no-phrase-bias",
         dev_chunks=RG["stage1"]["dev_chunks"],
         max_train_chunks=RG["stage1"]["max_train_chunks"],
         loop=loop_flags("stage1"),
@@ -53,7 +54,8 @@ rule regpt_stage1:
         " --phrase-embeddings {input.embeddings:q} --negatives-ids {input.neg_ids:q}"
         " --negatives-scores {input.neg_scores:q} --train {input.train:q} --dev {input.dev:q}"
         " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
-        " {params.model} --max-len {params.max_len} --batch-size {params.batch_size}"
+        " {params.model} {params.phrase_bias} --max-len {params.max_len}"
+        " --batch-size {params.batch_size}"
         " --negatives {params.negatives} --threshold {params.threshold}"
         " --temperature {params.temperature} {params.contrastive} {params.loop}"
         " --device {params.device}"

@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
             "chunks": len(texts),
             "windows": len(wins),
             "parameters": n_params,
+            "start_eval": start_eval,
+            "last_eval": res.last_metrics,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         }
 
@@ -195,6 +197,12 @@ def main(argv: list[str] | None = None) -> None:
             res.train_seconds,
             args.output,
         )
+
+    start_eval = {}
+    if eval_fn is not None:  # the learning curve's first point (step 0)
+        with torch.no_grad():
+            start_eval = eval_fn(model.eval(), 0)
+        model.train()
 
     L.train(
         model,

@@ -31,7 +31,7 @@ import numpy as np
 
 from relift.regpt import data as D
 
-K_GRID = (0.001, 0.01, 0.1, 0.5, 1.0)
+K_GRID = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0)
 LN2 = math.log(2.0)
 
 

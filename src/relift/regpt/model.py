@@ -206,7 +206,11 @@ class ReGPT(nn.Module):
 
     def score_all(self, queries: torch.Tensor) -> torch.Tensor:
         """Scores of ``queries [..., d]`` against every phrase: ``[..., V]``."""
-        return queries @ self.phrase_table.to(queries.dtype).T
+        emb = self.phrase_emb.to(queries.dtype)
+        if self.phrase_bias is None:
+            return queries @ emb.T
+        # = queries @ [E | b].T without building the concatenated table
+        return queries[..., :-1] @ emb.T + queries[..., -1:] * self.phrase_bias.to(queries.dtype)
 
     def gradient_checkpointing_enable(self, **kwargs) -> None:
         kwargs = kwargs or {"use_reentrant": False}

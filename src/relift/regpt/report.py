@@ -17,6 +17,11 @@ under add-k / Kneser–Ney n-gram models of that model's tokens, estimated on th
 phrase table, or the baseline's full softmax, every ``eval_every`` steps) against training
 seconds and against bytes of training text, ReGPT (stage 2 continues stage 1's axes) and the
 token-level baseline on the same axes. ``--curves-csv`` writes the points.
+
+``--equal-compute CSV`` with ``--budget SECONDS`` (repeatable): for each budget, the dev bits per
+byte of ReGPT (stage 1, then stage 2) and of the token LM at their last evaluation within that
+many training seconds, and the difference (negative = ReGPT better). Training seconds exclude
+evaluation and are measured on the machine and threads of the run.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ COLUMNS = [
     "train_steps",
     "train_tokens",
     "train_seconds",
+    "train_seconds_total",
+    "train_bytes_total",
     "units",
 ]
 
@@ -63,7 +70,7 @@ def table_rows(evals: list[tuple[str, Path]], runs: dict[str, Path]) -> list[dic
             ev = json.loads(require_file(path, "evaluation JSON").read_text())
         except json.JSONDecodeError as err:
             raise InputError(f"not valid JSON ({err.msg})", path=path) from None
-        row = {"model": name, **{k: ev.get(k, "") for k in COLUMNS if k in ev}}
+        row = {**{k: ev.get(k, "") for k in COLUMNS if k in ev}, "model": name}
         info_path = runs.get(name, Path("/nonexistent")) / "train_info.json"
         if info_path.exists():
             info = json.loads(info_path.read_text())
@@ -71,6 +78,8 @@ def table_rows(evals: list[tuple[str, Path]], runs: dict[str, Path]) -> list[dic
                 train_steps=info.get("steps"),
                 train_tokens=info.get("tokens"),
                 train_seconds=info.get("train_seconds"),
+                train_seconds_total=info.get("total_train_seconds"),
+                train_bytes_total=info.get("total_bytes"),
             )
         rows.append(row)
     return rows
@@ -109,6 +118,9 @@ def eval_points(folder: Path, offset_seconds: float = 0.0, offset_bytes: float =
         raise InputError("no bytes_per_target recorded", path=folder / "train_info.json")
     mpath = require_file(folder / "metrics.jsonl", "metrics file")
     pts = []
+    start = info.get("start_eval") or {}
+    if "dev_bits_per_byte" in start:  # the model before its first update
+        pts.append((offset_seconds, offset_bytes, start["dev_bits_per_byte"], 0))
     for line in mpath.read_text().splitlines():
         if not line.strip():
             continue
@@ -183,6 +195,52 @@ def write_curves_csv(path: Path, curves: dict[str, list]) -> None:
                 w.writerow([name, step, f"{sec:.3f}", round(nbytes), f"{bpb:.6g}"])
 
 
+def at_budget(pts: list, budget: float) -> tuple | None:
+    """The last evaluation whose training seconds are within ``budget`` (None if none is)."""
+    inside = [p for p in pts if p[0] <= budget]
+    return inside[-1] if inside else None
+
+
+def equal_compute(curves: dict[str, list], budgets: list[float]) -> list[dict]:
+    """Dev bits per byte of ReGPT (stage 1 then stage 2) and the token LM at equal training
+    seconds: per budget, each model's last evaluation within it (same machine, same dev text)."""
+    regpt = curves.get("ReGPT stage 1", []) + curves.get("ReGPT stage 2", [])
+    token = curves.get("token LM", [])
+    rows = []
+    for b in budgets:
+        row: dict = {"budget_seconds": b}
+        for name, pts in (("regpt", regpt), ("token_lm", token)):
+            p = at_budget(pts, b)
+            row[f"{name}_seconds"] = round(p[0], 1) if p else ""
+            row[f"{name}_train_bytes"] = round(p[1]) if p else ""
+            row[f"{name}_dev_bits_per_byte"] = round(p[2], 4) if p else ""
+        if row["regpt_dev_bits_per_byte"] != "" and row["token_lm_dev_bits_per_byte"] != "":
+            row["regpt_minus_token_lm"] = round(
+                row["regpt_dev_bits_per_byte"] - row["token_lm_dev_bits_per_byte"], 4
+            )
+        else:
+            row["regpt_minus_token_lm"] = ""
+        rows.append(row)
+    return rows
+
+
+def write_equal_compute(path: Path, rows: list[dict]) -> None:
+    cols = [
+        "budget_seconds",
+        "regpt_seconds",
+        "regpt_train_bytes",
+        "regpt_dev_bits_per_byte",
+        "token_lm_seconds",
+        "token_lm_train_bytes",
+        "token_lm_dev_bits_per_byte",
+        "regpt_minus_token_lm",
+    ]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
@@ -235,14 +293,35 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--learning-curves", type=Path, help="PNG: dev bits/byte during training")
     ap.add_argument("--curves-csv", type=Path, help="CSV of the learning-curve points")
+    ap.add_argument(
+        "--budget",
+        action="append",
+        type=float,
+        default=[],
+        metavar="SECONDS",
+        help="equal-compute table: training seconds at which both dev curves are read",
+    )
+    ap.add_argument("--equal-compute", type=Path, help="CSV of the equal-compute table")
     args = ap.parse_args(argv)
     evals, runs = _pairs(args.eval, "--eval"), _pairs(args.run, "--run")
     rows = table_rows(evals, dict(runs))
     rows += floor_rows(evals, args.floors_of)
     write_csv(args.table, rows)
     plot_curves(args.curves, runs)
-    if args.learning_curves or args.curves_csv:
+    if args.learning_curves or args.curves_csv or args.equal_compute:
         curves = learning_curves(dict(runs))
+        if args.equal_compute:
+            eq = equal_compute(curves, args.budget)
+            write_equal_compute(args.equal_compute, eq)
+            for r in eq:
+                LOG.info(
+                    "budget %6.0fs: ReGPT %s bits/byte (%ss), token LM %s (%ss)",
+                    r["budget_seconds"],
+                    r["regpt_dev_bits_per_byte"],
+                    r["regpt_seconds"],
+                    r["token_lm_dev_bits_per_byte"],
+                    r["token_lm_seconds"],
+                )
         if args.learning_curves:
             plot_learning_curves(args.learning_curves, curves, rows)
         if args.curves_csv:

@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
             # UTF-8 bytes of training text per target: training tokens -> bytes of text
             "bytes_per_target": bytes_per_target,
             "bytes": round(res.tokens * bytes_per_target),
+            "start_eval": start_eval,
             "last_eval": res.last_metrics,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         }
@@ -355,6 +356,12 @@ def main(argv: list[str] | None = None) -> None:
             res.train_seconds,
             args.output,
         )
+
+    start_eval = {}
+    if eval_fn is not None and args.stage == 1:  # the learning curve's first point (step 0)
+        with torch.no_grad():
+            start_eval = eval_fn(model.eval(), 0)
+        model.train()
 
     L.train(
         model,
