@@ -135,7 +135,7 @@ rule selfmem_train_generator:
         closest_share=SM_GEN["memory_closest_share"],
         noise_share=SM_GEN["memory_noise_share"],
         scheduler=SM_GEN["scheduler"],
-        precision=sm_precision(SM_GEN["precision"]),
+        precision=SM_GEN["precision"],
         max_src=SM_GEN["max_source_length"],
         max_mem=SM_GEN["max_memory_length"],
         max_trg=SM_GEN["max_target_length"],

@@ -47,21 +47,6 @@ def sm_memory_flags(wildcards, input):
     )
 
 
-def sm_precision(precision):
-    """``auto``: bf16 autocast on CUDA (the loop's auto) or on a CPU with native bf16 support
-    (avx512_bf16 / amx_bf16 in /proc/cpuinfo), else fp32; decided at planning time, so a job
-    reruns when it moves to a machine that decides otherwise."""
-    if precision != "auto":
-        return precision
-    if config["device"] == "cuda":
-        return "auto"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "auto"
-
-
 def sm_metrics(wildcards):
     metric = SM_TASKS[wildcards.task].get("metric", "bleu")
     return "bleu,chrf,ter" if metric == "bleu" else "rouge"

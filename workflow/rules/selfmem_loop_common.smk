@@ -202,8 +202,14 @@ def sm_compare_inputs(wildcards):
     task = SM_TASKS[wildcards.task]
     out = {
         "data": [task[s] for s in ("train", "dev", "test")],
-        "memory": [f"{base}/memory/bm25/{s}.{x}" for s in LOOP_SPLITS for x in ("txt", "hits.jsonl")],
-        "hyps": [f"{base}/hypotheses/{a}/{s}.txt" for a in SM_ARCHS for s in LOOP_SPLITS],
+        "memory": [
+            f"{base}/memory/bm25/{s}.{x}"
+            for s in LOOP_SPLITS
+            for x in ("txt", "hits.jsonl")
+        ],
+        "hyps": [
+            f"{base}/hypotheses/{a}/{s}.txt" for a in SM_ARCHS for s in LOOP_SPLITS
+        ],
         "diag": [
             f"{base}/diagnostics/{a}/{s}.{kind}.txt"
             for a in LOOP_ARCHS
@@ -237,14 +243,16 @@ def sm_compare_args(wildcards):
         args.append(f"--hits-{s} {base}/memory/bm25/{s}.hits.jsonl")
     for a in SM_ARCHS:
         h = f"{base}/hypotheses/{a}"
-        args.append("--row " + q(f"{_sm_row_label(a)}|generator|{h}/dev.txt|{h}/test.txt"))
+        row = q(f"{_sm_row_label(a)}|generator|{h}/dev.txt|{h}/test.txt")
+        args.append(f"--row {row}")
     for a in LOOP_ARCHS:
         d = f"{base}/diagnostics/{a}"
         for kind, label in (
             ("empty", f"{a} + empty memory|diagnostic"),
             ("reference", f"{a} + reference as memory (ORACLE)|oracle"),
         ):
-            args.append("--row " + q(f"{label}|{d}/dev.{kind}.txt|{d}/test.{kind}.txt"))
+            row = q(f"{label}|{d}/dev.{kind}.txt|{d}/test.{kind}.txt")
+            args.append(f"--row {row}")
         for v in SM_LOOP["run_variants"]:
             its = range(1, SM_LOOP["iterations"] + 1)
             dev = ",".join(f"{base}/{a}/{v}/iter{k}/hypotheses.dev.txt" for k in its)
@@ -252,13 +260,18 @@ def sm_compare_args(wildcards):
             kind = "oracle" if SM_VARIANTS[v]["select"] == "oracle" else "loop"
             label = f"{a} {v}" + (" (ORACLE selection)" if kind == "oracle" else "")
             if SM_LOOP["iterations"]:
-                args.append("--loop " + q(f"{label}|{kind}|{dev}|{test}"))
+                row = q(f"{label}|{kind}|{dev}|{test}")
+                args.append(f"--loop {row}")
     if "vanilla" in SM_ARCHS:
-        args.append("--vanilla " + q(_sm_row_label("vanilla")))
+        args.append(f"--vanilla {q(_sm_row_label('vanilla'))}")
     ref = LOOP_ARCHS[0] if LOOP_ARCHS else SM_ARCHS[0]
-    args.append("--reference " + q(_sm_row_label(ref)))
-    args.append(f"--metrics {'bleu,chrf' if task.get('metric', 'bleu') == 'bleu' else 'rouge'}")
-    args.append(f"--resamples {SM['compare']['resamples']} --seed {SM['compare']['seed']}")
+    args.append(f"--reference {q(_sm_row_label(ref))}")
+    args.append(
+        f"--metrics {'bleu,chrf' if task.get('metric', 'bleu') == 'bleu' else 'rouge'}"
+    )
+    args.append(
+        f"--resamples {SM['compare']['resamples']} --seed {SM['compare']['seed']}"
+    )
     return " ".join(args)
 
 

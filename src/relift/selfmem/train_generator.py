@@ -219,6 +219,31 @@ def dev_metric(name: str, hyps: list[str], refs: list[str]) -> float:
     return (r["rouge1"]["score"] + r["rouge2"]["score"] + r["rougeLsum"]["score"]) / 3
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX flags in /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_cpu_precision(precision: str, device: str) -> str:
+    """``auto`` on a CPU: bf16 autocast when the CPU has native bf16 (measured 2.2-2.5x faster
+    than fp32 for this generator), else fp32; CUDA keeps the loop's auto (bf16). Logged."""
+    import torch
+
+    if precision != "auto" or device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return precision
+    native = cpu_native_bf16()
+    LOG.info(
+        "precision auto on CPU: %s (%s)",
+        "bf16" if native else "fp32",
+        "native bf16 in /proc/cpuinfo" if native else "no avx512_bf16/amx_bf16 flag",
+    )
+    return "bf16" if native else "fp32"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m relift.selfmem.train_generator",
@@ -325,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     cfg = config_from_args(args)
+    cfg.precision = resolve_cpu_precision(cfg.precision, cfg.device)
     cfg.best_metric, cfg.best_mode = args.eval_metric, "max"
     if not 0 <= args.label_smoothing < 1:
         raise InputError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
