@@ -285,7 +285,7 @@ rule regpt_report:
             category="ReGPT",
         ),
         learning=report(
-            "results/regpt/learning_curves.png",
+            "results/regpt/learning_curves.html",
             caption="../report/regpt_learning_curves.rst",
             category="ReGPT",
         ),

@@ -94,6 +94,6 @@ def regpt_model_targets():
         "results/regpt/generation.json",
         "results/regpt/eval_table.csv",
         "results/regpt/loss_curves.png",
-        "results/regpt/learning_curves.png",
+        "results/regpt/learning_curves.html",
         "results/regpt/equal_compute.csv",
     ]

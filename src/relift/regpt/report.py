@@ -144,9 +144,10 @@ def learning_curves(runs: dict[str, Path]) -> dict[str, list]:
         out["ReGPT stage 1"] = eval_points(runs["stage1"])
     if "stage2" in runs:
         info = json.loads((runs["stage2"] / "train_info.json").read_text())
-        out["ReGPT stage 2"] = eval_points(
-            runs["stage2"], info.get("init_seconds", 0.0), info.get("init_bytes", 0)
-        )
+        pts = eval_points(runs["stage2"], info.get("init_seconds", 0.0), info.get("init_bytes", 0))
+        # stage 2 starts where stage 1 ended (its last evaluation is the same model)
+        s1 = out.get("ReGPT stage 1") or []
+        out["ReGPT stage 2"] = ([s1[-1][:3] + (0,)] if s1 and pts else []) + pts
     if "baseline" in runs:
         out["token LM"] = eval_points(runs["baseline"])
     return out
@@ -181,8 +182,35 @@ def plot_learning_curves(path: Path, curves: dict[str, list], floors: list[dict]
         axes[0][0].legend(fontsize=8)
     fig.suptitle("dev bits per byte during training (fixed dev sample, full softmax)", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+    if path.suffix == ".html":
+        # wall-clock seconds differ between any two runs: an HTML page (the figure inline and
+        # the points as a table), like the Snakemake report, marks the artifact as time-bound
+        import base64
+        import html
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=100, format="png")
+        img = base64.b64encode(buf.getvalue()).decode()
+        rows = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{p[3]}</td><td>{p[0]:.1f}</td>"
+            f"<td>{p[1]:.0f}</td><td>{p[2]:.4f}</td></tr>"
+            for n, pts in curves.items()
+            for p in pts
+        )
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ReGPT learning curves"
+            "</title></head><body>"
+            f"<img alt='dev bits per byte' src='data:image/png;base64,{img}'>"
+            "<table border='1' cellpadding='3'><tr><th>run</th><th>step</th>"
+            "<th>training seconds</th><th>training bytes</th><th>dev bits/byte</th></tr>"
+            f"{rows}</table></body></html>\n"
+        )
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(page)
+    else:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -291,7 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--floors-of", action="append", default=[], metavar="NAME", help="floors of this eval"
     )
-    ap.add_argument("--learning-curves", type=Path, help="PNG: dev bits/byte during training")
+    ap.add_argument(
+        "--learning-curves", type=Path, help="PNG or HTML: dev bits/byte during training"
+    )
     ap.add_argument("--curves-csv", type=Path, help="CSV of the learning-curve points")
     ap.add_argument(
         "--budget",
