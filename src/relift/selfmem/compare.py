@@ -76,7 +76,10 @@ def memory_use(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     split = load_split(args.data, args.src_field, args.trg_field)
-    gen = Generator.load(args.generator, args.device)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    gen = Generator.load(args.generator, device)
     if gen.spec.arch == "vanilla":
         raise InputError("the vanilla generator reads no memory", path=args.generator)
     for name, memories, out in (
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     mu.add_argument("--trg-field", default="trg")
     mu.add_argument("--num-beams", type=int, default=5)
     mu.add_argument("--batch-size", type=int, default=32)
-    mu.add_argument("--device", default="cpu")
+    mu.add_argument("--device", default="auto", help="auto, cpu or cuda")
     mu.add_argument("--threads", type=int, default=0)
     mu.add_argument("--out-empty", required=True, type=Path)
     mu.add_argument("--out-reference", required=True, type=Path)

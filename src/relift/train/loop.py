@@ -602,6 +602,12 @@ def train(
     ds_config = None
     if cfg.deepspeed_config:
         kwargs["deepspeed_plugin"], ds_config = _deepspeed_plugin(cfg, mixed, out_dir)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 and ds_config is None:
+        # one process: a run in the same interpreter (tests, notebooks) may ask for another
+        # precision than the last one; Accelerate keeps the first otherwise and refuses
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()
     acc = Accelerator(
         mixed_precision=mixed,
         gradient_accumulation_steps=cfg.grad_accum,
