@@ -163,6 +163,27 @@ def summarize(tot: dict, n_bytes: int) -> dict:
     return out
 
 
+def dev_eval_fn(dev_path, dev_chunks: int, tok, max_len: int, evaluate, device_of):
+    """The training loop's ``eval_fn`` for dev curves: ``dev_chunks`` evenly spaced chunks of
+    ``dev_path``, scored by ``evaluate(model, windows, batch_size, device=...)`` (full-table
+    ReGPT or the token LM) into accuracy@1/@10 and bits per byte; None without a dev split."""
+    if not (dev_path and dev_chunks):
+        return None
+    texts = pick_chunks(D.load_texts(dev_path), dev_chunks)
+    n_bytes = sum(len(t.encode()) for t in texts)
+    wins = D.windows(D.tokenize(texts, tok), max_len)
+
+    def eval_fn(m, step):
+        s = summarize(evaluate(m, wins, 32, device=device_of(m)), n_bytes)
+        return {
+            "dev_acc@1": s["acc@1"],
+            "dev_acc@10": s["acc@10"],
+            "dev_bits_per_byte": s["bits_per_byte"],
+        }
+
+    return eval_fn
+
+
 def is_regpt_folder(folder: Path) -> bool:
     cfg = folder / "config.json"
     return cfg.exists() and json.loads(cfg.read_text()).get("model_type") == "relift-regpt"

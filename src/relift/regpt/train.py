@@ -294,21 +294,11 @@ def main(argv: list[str] | None = None) -> None:
         log_q=log_q,
     )
 
-    eval_fn = None
-    if args.dev and args.dev_chunks:
-        from relift.regpt.evaluate import eval_regpt, pick_chunks, summarize
+    from relift.regpt.evaluate import dev_eval_fn, eval_regpt
 
-        dev_texts = pick_chunks(D.load_texts(args.dev), args.dev_chunks)
-        dev_bytes = sum(len(t.encode()) for t in dev_texts)
-        dev_wins = D.windows(D.tokenize(dev_texts, tok), args.max_len)
-
-        def eval_fn(m, step):
-            s = summarize(eval_regpt(m, dev_wins, 32, device=m.phrase_table.device), dev_bytes)
-            return {
-                "dev_acc@1": s["acc@1"],
-                "dev_acc@10": s["acc@10"],
-                "dev_bits_per_byte": s["bits_per_byte"],
-            }
+    eval_fn = dev_eval_fn(
+        args.dev, args.dev_chunks, tok, args.max_len, eval_regpt, lambda m: m.phrase_table.device
+    )
 
     def export(m, res: L.TrainResult) -> None:
         info = {

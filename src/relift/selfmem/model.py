@@ -281,7 +281,34 @@ class DualBartModel(BartModel):
         )
 
 
-class DualBartForConditionalGeneration(BartForConditionalGeneration):
+class _CustomEncoderOutputs:
+    """Generation hook of the generators whose encoder outputs carry more than the states (the
+    dual memory states, the copy head's input ids): ``_encode_for_generation`` builds them, under
+    both names transformers has used for the hook."""
+
+    def _encode_for_generation(self, inputs_tensor, model_kwargs):
+        raise NotImplementedError
+
+    # transformers >= 5.2x name, and the older one
+    def _prepare_text_encoder_decoder_kwargs_for_generation(
+        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
+    ):
+        return self._encode_for_generation(inputs_tensor, model_kwargs)
+
+    def _prepare_encoder_decoder_kwargs_for_generation(
+        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
+    ):
+        return self._encode_for_generation(inputs_tensor, model_kwargs)
+
+
+def _decoder_inputs(config, labels, decoder_input_ids):
+    """Teacher forcing: decoder inputs are the labels shifted right (when not given)."""
+    if labels is not None and decoder_input_ids is None:
+        return shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
+    return decoder_input_ids
+
+
+class DualBartForConditionalGeneration(_CustomEncoderOutputs, BartForConditionalGeneration):
     """BART with a dual (source + memory) encoder pass and memory cross-attention."""
 
     config_class = DualBartConfig
@@ -307,10 +334,7 @@ class DualBartForConditionalGeneration(BartForConditionalGeneration):
     ):
         if labels is not None:
             use_cache = False
-            if decoder_input_ids is None:
-                decoder_input_ids = shift_tokens_right(
-                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
-                )
+        decoder_input_ids = _decoder_inputs(self.config, labels, decoder_input_ids)
         out = self.model(
             input_ids,
             attention_mask,
@@ -346,17 +370,6 @@ class DualBartForConditionalGeneration(BartForConditionalGeneration):
         )
         return model_kwargs
 
-    # transformers >= 5.2x name, and the older one
-    def _prepare_text_encoder_decoder_kwargs_for_generation(
-        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
-    ):
-        return self._encode_for_generation(inputs_tensor, model_kwargs)
-
-    def _prepare_encoder_decoder_kwargs_for_generation(
-        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
-    ):
-        return self._encode_for_generation(inputs_tensor, model_kwargs)
-
 
 try:  # let AutoConfig / AutoModelForSeq2SeqLM open saved dual generators
     AutoConfig.register(DualBartConfig.model_type, DualBartConfig)
@@ -378,7 +391,7 @@ class CopyMBartConfig(MBartConfig):
     model_type = "relift_copy_mbart"
 
 
-class CopyMBartForConditionalGeneration(MBartForConditionalGeneration):
+class CopyMBartForConditionalGeneration(_CustomEncoderOutputs, MBartForConditionalGeneration):
     """Pre-LN (mBART-style) encoder-decoder with a pointer-generator head (See et al., 2017):
 
     ``p(w) = g · softmax(lm_head(h))_w + (1 - g) · Σ_{i: x_i = w} a_i``, where ``a`` is a
@@ -408,10 +421,7 @@ class CopyMBartForConditionalGeneration(MBartForConditionalGeneration):
     ):
         if labels is not None:
             use_cache = False
-            if decoder_input_ids is None:
-                decoder_input_ids = shift_tokens_right(
-                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
-                )
+        decoder_input_ids = _decoder_inputs(self.config, labels, decoder_input_ids)
         kwargs.pop("return_dict", None)
         out = self.model(
             input_ids=input_ids,
@@ -453,7 +463,7 @@ class CopyMBartForConditionalGeneration(MBartForConditionalGeneration):
             **{_CACHE_FIELD: getattr(out, _CACHE_FIELD, None)},
         )
 
-    def _encode_with_ids(self, inputs_tensor, model_kwargs):
+    def _encode_for_generation(self, inputs_tensor, model_kwargs):
         enc = self.get_encoder()(
             input_ids=inputs_tensor, attention_mask=model_kwargs.get("attention_mask")
         )
@@ -461,16 +471,6 @@ class CopyMBartForConditionalGeneration(MBartForConditionalGeneration):
             last_hidden_state=enc.last_hidden_state, source_ids=inputs_tensor
         )
         return model_kwargs
-
-    def _prepare_text_encoder_decoder_kwargs_for_generation(
-        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
-    ):
-        return self._encode_with_ids(inputs_tensor, model_kwargs)
-
-    def _prepare_encoder_decoder_kwargs_for_generation(
-        self, inputs_tensor, model_kwargs, model_input_name=None, generation_config=None
-    ):
-        return self._encode_with_ids(inputs_tensor, model_kwargs)
 
 
 try:
