@@ -48,6 +48,20 @@ def test_paired_bootstrap_orders_systems_and_matches_corpus_bleu():
         paired_bootstrap(good[:3], bad, REFS)
 
 
+def test_paired_bootstrap_pools_seeds():
+    good = [r if i % 4 else r.split()[0] + " Tag" for i, r in enumerate(REFS)]
+    bad = cut(2)
+    one = paired_bootstrap(good, bad, REFS, resamples=100, seed=1)
+    # the same run three times pooled: the same BLEU difference, one run paired with three
+    three = paired_bootstrap([good] * 3, bad, REFS, resamples=100, seed=1)
+    assert three["delta"] == one["delta"] and three["seeds"] == 3
+    # seeds are paired in order: (good, bad) + (bad, good) pooled is no difference
+    mixed = paired_bootstrap([good, bad], [bad, good], REFS, resamples=100)
+    assert mixed["delta"] == 0 and mixed["p_value"] == 1.0
+    with pytest.raises(InputError, match="cannot be paired"):
+        paired_bootstrap([good, good], [bad, bad, bad], REFS)
+
+
 def test_fuzzy_match_and_threshold_on_dev():
     assert compare.fuzzy_match("a b c d", "a b c d") == 1.0
     assert compare.fuzzy_match("a b c d", "a b x y") == 0.5
@@ -118,10 +132,56 @@ def test_table_cli(tmp_path):
         r["label"] for r in t["rows"]
     }
     assert "COLLAPSE" in out["html"].read_text()
-    assert out["csv"].read_text().splitlines()[0].startswith("split,label,kind,bleu")
+    assert out["csv"].read_text().splitlines()[0].startswith("split,label,kind,seeds,bleu")
     # a row with the wrong number of lines is a clear error
     bad = argv.copy()
     bad[bad.index(f"joint + BM25 memory|generator|{joint}|{joint}")] = (
         f"joint + BM25 memory|generator|{joint}|{_write(tmp_path / 'short.txt', ['x'])}"
+    )
+    assert run_cli(compare.main, bad) != 0
+
+
+def test_table_cli_seeds(tmp_path):
+    """Rows with one output file per seed: mean and sd over seeds, per-seed loop iterations."""
+    srcs = [f"source number {i} with words" for i in range(len(REFS))]
+    for s in ("train", "dev", "test"):
+        with open(tmp_path / f"{s}.jsonl", "w", encoding="utf-8") as fh:
+            for src, trg in zip(srcs, REFS, strict=True):
+                fh.write(json.dumps({"src": src, "trg": trg}) + "\n")
+        _write(tmp_path / f"{s}.hits.jsonl", [json.dumps({"ids": [i]}) for i in range(len(REFS))])
+    mem = _write(tmp_path / "mem.txt", cut(4))
+    j0, j1 = _write(tmp_path / "j0.txt", cut(5)), _write(tmp_path / "j1.txt", cut(3))
+    v0, v1 = _write(tmp_path / "v0.txt", cut(2)), _write(tmp_path / "v1.txt", cut(3))
+    oracle = _write(tmp_path / "oracle.txt", REFS)
+    out = {k: tmp_path / f"cmp.{k}" for k in ("json", "csv", "html")}
+    argv = ["table", "--task", "toy", "--train", str(tmp_path / "train.jsonl")]
+    for s in ("dev", "test"):
+        argv += [f"--{s}", str(tmp_path / f"{s}.jsonl"), f"--memory-{s}", mem]
+        argv += [f"--hits-{s}", str(tmp_path / f"{s}.hits.jsonl")]
+    argv += ["--row", f"vanilla (no memory)|generator|{v0};{v1}|{v0};{v1}"]
+    argv += ["--row", f"joint + BM25 memory|generator|{j0};{j1}|{j0};{j1}"]
+    # seed 1 picks iteration 2 (the oracle file) on dev, seed 2 iteration 1
+    argv += ["--loop", f"joint selfmem|loop|{j1},{oracle};{oracle},{j1}|{j1},{j0};{j0},{j1}"]
+    argv += ["--vanilla", "vanilla (no memory)", "--reference", "joint + BM25 memory"]
+    argv += ["--resamples", "100"]
+    for k, p in out.items():
+        argv += [f"--output-{k}", str(p)]
+    assert run_cli(compare.main, argv) == 0
+    t = json.loads(out["json"].read_text())
+    assert t["seeds"] == 2
+    rows = {(r["split"], r["label"]): r for r in t["rows"]}
+    joint = rows[("test", "joint + BM25 memory")]
+    b0, b1 = (score(cut(k), REFS, ["bleu"])["bleu"]["score"] for k in (5, 3))
+    assert joint["seeds"] == 2 and joint["bleu_seeds"] == [b0, b1]
+    assert joint["bleu"] == pytest.approx((b0 + b1) / 2, abs=0.01)
+    assert joint["bleu_sd"] == pytest.approx(abs(b0 - b1) / 2**0.5, abs=0.01)
+    loop = rows[("test", "joint selfmem (iteration 2,1)")]
+    assert loop["bleu_seeds"] == [b0, b0] and loop["bleu_sd"] == 0
+    assert rows[("test", "copy the BM25 memory")]["seeds"] == 1
+    switch = rows[("test", "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)")]
+    assert switch["seeds"] == 2 and "seed 2:" in switch["note"]
+    bad = argv.copy()
+    bad[bad.index(f"joint + BM25 memory|generator|{j0};{j1}|{j0};{j1}")] = (
+        f"joint + BM25 memory|generator|{j0};{j1}|{j0}"
     )
     assert run_cli(compare.main, bad) != 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs
+from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -134,6 +134,22 @@ def test_more_iterations_only_add_new_iterations(tiny_run, tmp_path):
     jobs = set(planned_jobs(tiny_run, configfiles=[it])) - {"all"}
     assert jobs and all(j.startswith("selfmem_loop_") or j == "selfmem_compare" for j in jobs)
     assert "selfmem_loop_iter0" not in jobs
+
+
+def test_a_further_seed_adds_only_its_own_copies(tiny_run, tmp_path):
+    """selfmem.seeds [0, 7]: seed 0's outputs stay; seed 7 trains its own generators and
+    selector and runs its own loop; the comparison table is rebuilt over both seeds."""
+    seeds = overlay(tmp_path, "seeds.yaml", "selfmem:\n  seeds: [0, 7]\n")
+    jobs = planned_jobs(tiny_run, configfiles=[seeds])
+    assert jobs["selfmem_train_generator"] == 2  # vanilla.s7 and joint.s7
+    assert jobs["selfmem_selector_train"] == 1  # joint.s7
+    assert not {"selfmem_tokenizer", "selfmem_bm25"} & set(jobs)
+    assert not any(j.startswith("regpt") for j in jobs)
+    r = snakemake(tiny_run, "-n", "-p", configfiles=[seeds])
+    assert "--arch joint" in r.stdout and "--work-dir results/selfmem/tm_ende/work/joint.s7" in (
+        r.stdout
+    )
+    assert "--seed 7" in r.stdout
 
 
 def rulegraph_edges_from_dot(dot: str) -> set[tuple[str, str]]:

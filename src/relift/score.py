@@ -125,9 +125,14 @@ def bleu_from_stats(stats) -> float:
     return float(BLEU()._compute_score_from_stats(list(map(int, stats))).score)
 
 
+def _seed_runs(outputs) -> list:
+    """One output list, or one per seed, as a list of per-seed output lists."""
+    return [outputs] if not outputs or isinstance(outputs[0], str) else list(outputs)
+
+
 def paired_bootstrap(
-    system: Sequence[str],
-    baseline: Sequence[str],
+    system: Sequence[str] | Sequence[Sequence[str]],
+    baseline: Sequence[str] | Sequence[Sequence[str]],
     refs: Sequence[str],
     resamples: int = 1000,
     seed: int = 0,
@@ -135,17 +140,32 @@ def paired_bootstrap(
     """Paired bootstrap resampling (Koehn, 2004) of corpus BLEU over sacrebleu's sufficient
     statistics: both systems are scored on the same resampled sets of lines.
 
+    Either side may be one run per training seed (a list of output lists): seed i of the system
+    is paired with seed i of the baseline (a single run is paired with every seed), and each
+    resampled line carries its statistics summed over the seeds, so that the test is over
+    test items with the seeds pooled.
+
     ``p_value`` is one-sided for "system is better than baseline": (1 + #resamples where it is
     not) / (1 + resamples), as sacrebleu's ``paired_bs``. ``ci95`` is the 95% interval of the
     BLEU difference."""
     import numpy as np
 
-    if not (len(system) == len(baseline) == len(refs)) or not refs:
+    sys_runs, base_runs = _seed_runs(system), _seed_runs(baseline)
+    n = max(len(sys_runs), len(base_runs))
+    if len(sys_runs) not in (1, n) or len(base_runs) not in (1, n):
         raise InputError(
-            f"paired bootstrap needs aligned, non-empty outputs: {len(system)} system, "
-            f"{len(baseline)} baseline and {len(refs)} reference lines"
+            f"paired bootstrap: {len(sys_runs)} system and {len(base_runs)} baseline seeds "
+            "cannot be paired"
         )
-    a, b = bleu_stats(system, refs), bleu_stats(baseline, refs)
+    for runs in (sys_runs, base_runs):
+        for run in runs:
+            if len(run) != len(refs) or not refs:
+                raise InputError(
+                    "paired bootstrap needs aligned, non-empty outputs: "
+                    f"{len(run)} output and {len(refs)} reference lines"
+                )
+    a = sum(bleu_stats(sys_runs[i % len(sys_runs)], refs) for i in range(n))
+    b = sum(bleu_stats(base_runs[i % len(base_runs)], refs) for i in range(n))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(refs), size=(resamples, len(refs)))
     sa, sb = a[idx].sum(1), b[idx].sum(1)
@@ -159,6 +179,7 @@ def paired_bootstrap(
             round(float(np.percentile(diffs, 97.5)), 2),
         ],
         "resamples": resamples,
+        "seeds": n,
     }
 
 

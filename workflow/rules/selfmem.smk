@@ -107,7 +107,7 @@ rule selfmem_train_generator:
         "results/benchmarks/selfmem/{task}/train_generator_{arch}.tsv"
     wildcard_constraints:
         task=SM_TASK_RE,
-        arch="vanilla|joint|dual",
+        arch=SM_ARCH_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
@@ -149,12 +149,13 @@ rule selfmem_train_generator:
         eval_beams=SM_GEN["eval_beams"],
         dev_max=SM_GEN["dev_max_examples"],
         patience=SM_GEN["patience"],
-        seed=SM_GEN["seed"],
+        seed=sm_seed,
+        arch=sm_base_arch,
         device=config["device"],
     shell:
         "python -m relift.selfmem.train_generator --train {input.train:q} --dev {input.dev:q}"
         " {params.memory} --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --tokenizer {input.tokenizer:q} --arch {wildcards.arch}"
+        " --tokenizer {input.tokenizer:q} --arch {params.arch}"
         " {params.pretrained} --d-model {params.d_model}"
         " --encoder-layers {params.encoder_layers} --decoder-layers {params.decoder_layers}"
         " --attention-heads {params.heads} --ffn-dim {params.ffn_dim}{params.layer_flags}"
@@ -192,7 +193,7 @@ rule selfmem_candidates:
         "results/benchmarks/selfmem/{task}/candidates_{arch}_{split}.tsv"
     wildcard_constraints:
         task=SM_TASK_RE,
-        arch="vanilla|joint|dual",
+        arch=SM_ARCH_RE,
         split="train|dev|test",
     conda:
         "../../envs/relift.yaml"
@@ -234,7 +235,7 @@ rule selfmem_hypotheses:
         "results/benchmarks/selfmem/{task}/hypotheses_{arch}_{split}.tsv"
     wildcard_constraints:
         task=SM_TASK_RE,
-        arch="vanilla|joint|dual",
+        arch=SM_ARCH_RE,
         split="train|dev|test",
     conda:
         "../../envs/relift.yaml"
@@ -269,7 +270,7 @@ rule selfmem_score:
         "results/logs/selfmem/{task}/score_{arch}_{split}.log",
     wildcard_constraints:
         task=SM_TASK_RE,
-        arch="vanilla|joint|dual",
+        arch=SM_ARCH_RE,
         split="train|dev|test",
     conda:
         "../../envs/relift.yaml"

@@ -99,7 +99,7 @@ rule selfmem_selector_train:
         dev_max=SM_SEL["dev_max_examples"],
         patience=SM_SEL["patience"],
         score_batch_size=SM_SEL["score_batch_size"],
-        seed=SM_SEL["seed"],
+        seed=sm_seed,
         device=config["device"],
     shell:
         "python -m relift.selfmem.selector train --train-data {input.train:q}"

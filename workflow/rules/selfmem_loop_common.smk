@@ -2,7 +2,8 @@
 SM_SEL = SM["selector"]
 SM_LOOP = SM["loop"]
 LOOP_SPLITS = ["dev", "test"]
-LOOP_ARCHS = [a for a in SM_ARCHS if a != "vanilla"]  # vanilla reads no memory
+# vanilla reads no memory
+LOOP_ARCHS = [a for a in SM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
 
 
 def _sm_variant(name):
@@ -41,7 +42,7 @@ SEL_VARIANT_RE = _sm_alternatives(
 ORACLE_VARIANT_RE = _sm_alternatives(
     n for n, v in SM_VARIANTS.items() if v["select"] == "oracle"
 )
-LOOP_ARCH_RE = "joint|dual"
+LOOP_ARCH_RE = f"(joint|dual){SEED_SUFFIX_RE}"
 # the pools are decoded with the final beam: slot 0's best candidate is the hypothesis
 LOOP_HYP_FROM_POOL = SM_LOOP["num_beams"] == SM_HYP["num_beams"]
 K_POS = "[1-9][0-9]*"  # iterations >= 1
@@ -227,11 +228,19 @@ def sm_compare_inputs(wildcards):
     return out
 
 
+def _sm_seed_files(arch, pattern):
+    """`pattern` ({a}: the arch name of a seed) for every seed of `arch`, ';'-joined."""
+    return ";".join(pattern.format(a=sm_seeded(arch, seed)) for seed in SM_SEEDS)
+
+
 def sm_compare_args(wildcards):
-    """Rows of the comparison table (see relift.selfmem.compare)."""
+    """Rows of the comparison table (see relift.selfmem.compare); a row's files hold one
+    alternative per seed (';'-separated), a loop row's one iteration list per seed."""
     base = f"results/selfmem/{wildcards.task}"
     task = SM_TASKS[wildcards.task]
     q = shlex.quote
+    archs = SM_BASE_ARCHS
+    loop_archs = [a for a in archs if a != "vanilla"]
     args = [
         f"--task {q(wildcards.task)} --train {q(task['train'])} --dev {q(task['dev'])}",
         f"--test {q(task['test'])}",
@@ -241,30 +250,39 @@ def sm_compare_args(wildcards):
     for s in LOOP_SPLITS:
         args.append(f"--memory-{s} {base}/memory/bm25/{s}.txt")
         args.append(f"--hits-{s} {base}/memory/bm25/{s}.hits.jsonl")
-    for a in SM_ARCHS:
-        h = f"{base}/hypotheses/{a}"
-        row = q(f"{_sm_row_label(a)}|generator|{h}/dev.txt|{h}/test.txt")
-        args.append(f"--row {row}")
-    for a in LOOP_ARCHS:
-        d = f"{base}/diagnostics/{a}"
+    for a in archs:
+        dev, test = (
+            _sm_seed_files(a, f"{base}/hypotheses/{{a}}/{s}.txt") for s in LOOP_SPLITS
+        )
+        args.append(f"--row {q(f'{_sm_row_label(a)}|generator|{dev}|{test}')}")
+    for a in loop_archs:
         for kind, label in (
             ("empty", f"{a} + empty memory|diagnostic"),
             ("reference", f"{a} + reference as memory (ORACLE)|oracle"),
         ):
-            row = q(f"{label}|{d}/dev.{kind}.txt|{d}/test.{kind}.txt")
-            args.append(f"--row {row}")
+            dev, test = (
+                _sm_seed_files(a, f"{base}/diagnostics/{{a}}/{s}.{kind}.txt")
+                for s in LOOP_SPLITS
+            )
+            args.append(f"--row {q(f'{label}|{dev}|{test}')}")
         for v in SM_LOOP["run_variants"]:
             its = range(1, SM_LOOP["iterations"] + 1)
-            dev = ",".join(f"{base}/{a}/{v}/iter{k}/hypotheses.dev.txt" for k in its)
-            test = ",".join(f"{base}/{a}/{v}/iter{k}/hypotheses.test.txt" for k in its)
+            dev, test = (
+                _sm_seed_files(
+                    a,
+                    ",".join(
+                        f"{base}/{{a}}/{v}/iter{k}/hypotheses.{s}.txt" for k in its
+                    ),
+                )
+                for s in LOOP_SPLITS
+            )
             kind = "oracle" if SM_VARIANTS[v]["select"] == "oracle" else "loop"
             label = f"{a} {v}" + (" (ORACLE selection)" if kind == "oracle" else "")
             if SM_LOOP["iterations"]:
-                row = q(f"{label}|{kind}|{dev}|{test}")
-                args.append(f"--loop {row}")
-    if "vanilla" in SM_ARCHS:
+                args.append(f"--loop {q(f'{label}|{kind}|{dev}|{test}')}")
+    if "vanilla" in archs:
         args.append(f"--vanilla {q(_sm_row_label('vanilla'))}")
-    ref = LOOP_ARCHS[0] if LOOP_ARCHS else SM_ARCHS[0]
+    ref = loop_archs[0] if loop_archs else archs[0]
     args.append(f"--reference {q(_sm_row_label(ref))}")
     args.append(
         f"--metrics {'bleu,chrf' if task.get('metric', 'bleu') == 'bleu' else 'rouge'}"

@@ -100,24 +100,48 @@ def _parse(spec: str, n: int, what: str) -> list[str]:
     return parts
 
 
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    import statistics
+
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
 def build_table(args: argparse.Namespace) -> dict:
+    """Every row holds one output list per training seed (a ``--row``/``--loop`` file field
+    lists the seeds' files separated by ';'). Scores are the mean (and sd) over seeds; the
+    paired bootstrap pools the seeds (see relift.score.paired_bootstrap)."""
     data = {s: load_split(getattr(args, s), args.src_field, args.trg_field) for s in SPLITS}
     refs = {s: data[s].targets for s in SPLITS}
     memory = {s: read_lines(getattr(args, f"memory_{s}"), f"{s} memory") for s in SPLITS}
     rows: list[dict] = []
 
     def add(label, kind, hyps: dict, note=""):
+        """hyps: split -> one output list per seed."""
         for s in SPLITS:
-            if len(hyps[s]) != len(refs[s]):
-                raise InputError(
-                    f"row {label!r}: {len(hyps[s])} {s} outputs for {len(refs[s])} examples"
-                )
+            for run in hyps[s]:
+                if len(run) != len(refs[s]):
+                    raise InputError(
+                        f"row {label!r}: {len(run)} {s} outputs for {len(refs[s])} examples"
+                    )
         rows.append({"label": label, "kind": kind, "note": note, "hyps": hyps})
 
-    add("copy the BM25 memory", "baseline", memory)
+    def seeds_of(field: str) -> list[str]:
+        return [p for p in field.split(";") if p]
+
+    add("copy the BM25 memory", "baseline", {s: [memory[s]] for s in SPLITS})
     for spec in args.row:
         label, kind, dev, test = _parse(spec, 4, "--row")
-        add(label, kind, {"dev": read_lines(dev, label), "test": read_lines(test, label)})
+        devs, tests = seeds_of(dev), seeds_of(test)
+        if len(devs) != len(tests) or not devs:
+            raise InputError(f"--row {label!r}: dev and test seed lists differ")
+        add(
+            label,
+            kind,
+            {
+                "dev": [read_lines(p, label) for p in devs],
+                "test": [read_lines(p, label) for p in tests],
+            },
+        )
     if args.vanilla:
         van = next((r for r in rows if r["label"] == args.vanilla), None)
         if van is None:
@@ -127,31 +151,54 @@ def build_table(args: argparse.Namespace) -> dict:
             s: memory_match_scores(data[s].sources, getattr(args, f"hits_{s}"), train.sources)
             for s in SPLITS
         }
-        t, dev_bleu = choose_threshold(memory["dev"], van["hyps"]["dev"], match["dev"], refs["dev"])
-        used = {s: sum(m >= t for m in match[s]) for s in SPLITS}
+        hyps, notes = {s: [] for s in SPLITS}, []
+        for dev_run, test_run in zip(van["hyps"]["dev"], van["hyps"]["test"], strict=True):
+            t, dev_bleu = choose_threshold(memory["dev"], dev_run, match["dev"], refs["dev"])
+            for s, run in (("dev", dev_run), ("test", test_run)):
+                hyps[s].append(switch(memory[s], run, match[s], t))
+            used = {s: sum(m >= t for m in match[s]) for s in SPLITS}
+            notes.append(
+                f"t = {t:.2f} chosen on dev (dev BLEU {dev_bleu:.2f}); memory used for "
+                f"{used['dev']}/{len(refs['dev'])} dev, {used['test']}/{len(refs['test'])} test"
+            )
         add(
             "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)",
             "baseline",
-            {s: switch(memory[s], van["hyps"][s], match[s], t) for s in SPLITS},
-            note=f"t = {t:.2f} chosen on dev (dev BLEU {dev_bleu:.2f}); memory used for "
-            f"{used['dev']}/{len(refs['dev'])} dev, {used['test']}/{len(refs['test'])} test",
+            hyps,
+            note="; ".join(
+                notes if len(notes) == 1 else [f"seed {i + 1}: {n}" for i, n in enumerate(notes)]
+            ),
         )
     for spec in args.loop:
-        label, kind, devs, tests = _parse(spec, 4, "--loop")
-        devs, tests = devs.split(","), tests.split(",")
-        if len(devs) != len(tests) or not devs:
-            raise InputError(f"--loop {label!r}: dev and test iteration lists differ")
-        dev_scores = [
-            score(read_lines(p, label), refs["dev"], ["bleu"])["bleu"]["score"] for p in devs
-        ]
-        k = max(range(len(devs)), key=lambda i: dev_scores[i])
+        label, kind, devs_f, tests_f = _parse(spec, 4, "--loop")
+        dev_seeds, test_seeds = seeds_of(devs_f), seeds_of(tests_f)
+        if len(dev_seeds) != len(test_seeds) or not dev_seeds:
+            raise InputError(f"--loop {label!r}: dev and test seed lists differ")
+        hyps, chosen, notes = {s: [] for s in SPLITS}, [], []
+        for dev_its, test_its in zip(dev_seeds, test_seeds):
+            devs, tests = dev_its.split(","), test_its.split(",")
+            if len(devs) != len(tests) or not devs:
+                raise InputError(f"--loop {label!r}: dev and test iteration lists differ")
+            dev_scores = [
+                score(read_lines(p, label), refs["dev"], ["bleu"])["bleu"]["score"] for p in devs
+            ]
+            k = max(range(len(devs)), key=lambda i: dev_scores[i])
+            hyps["dev"].append(read_lines(devs[k], label))
+            hyps["test"].append(read_lines(tests[k], label))
+            chosen.append(k + 1)
+            notes.append(
+                f"iteration {k + 1} of {len(devs)} chosen on dev (dev BLEU "
+                + ", ".join(f"{x:.2f}" for x in dev_scores)
+                + ")"
+            )
+        its = ",".join(map(str, chosen))
         add(
-            f"{label} (iteration {k + 1})",
+            f"{label} (iteration {its})",
             kind,
-            {"dev": read_lines(devs[k], label), "test": read_lines(tests[k], label)},
-            note=f"iteration {k + 1} of {len(devs)} chosen on dev (dev BLEU "
-            + ", ".join(f"{x:.2f}" for x in dev_scores)
-            + ")",
+            hyps,
+            note="; ".join(
+                notes if len(notes) == 1 else [f"seed {i + 1}: {n}" for i, n in enumerate(notes)]
+            ),
         )
     ref_row = next((r for r in rows if r["label"] == args.reference), None)
     if ref_row is None:
@@ -160,29 +207,37 @@ def build_table(args: argparse.Namespace) -> dict:
     out_rows = []
     for r in rows:
         for s in SPLITS:
-            sc = score(r["hyps"][s], refs[s], args.metrics)
-            copies = sum(h == m for h, m in zip(r["hyps"][s], memory[s], strict=True))
-            rec = {
-                "split": s,
-                "label": r["label"],
-                "kind": r["kind"],
-                "bleu": sc.get("bleu", {}).get("score"),
-                "chrf": sc.get("chrf", {}).get("score"),
-                "distinct": sc["distinct"],
-                "collapsed": sc["collapsed"],
-                "equals_bm25_memory": round(copies / len(refs[s]), 4),
+            runs = r["hyps"][s]
+            scores = [score(run, refs[s], args.metrics) for run in runs]
+            copies = [
+                sum(h == m for h, m in zip(run, memory[s], strict=True)) / len(refs[s])
+                for run in runs
+            ]
+            rec = {"split": s, "label": r["label"], "kind": r["kind"], "seeds": len(runs)}
+            for metric in ("bleu", "chrf"):
+                vals = [sc[metric]["score"] for sc in scores if metric in sc]
+                if vals:
+                    mean, sd = _mean_sd(vals)
+                    rec |= {metric: round(mean, 2), f"{metric}_sd": round(sd, 2)}
+                    if len(vals) > 1:
+                        rec[f"{metric}_seeds"] = vals
+                else:
+                    rec |= {metric: None, f"{metric}_sd": None}
+            rec |= {
+                "distinct": min(sc["distinct"] for sc in scores),
+                "collapsed": any(sc["collapsed"] for sc in scores),
+                "equals_bm25_memory": round(sum(copies) / len(copies), 4),
                 "note": r["note"],
             }
             if r is not ref_row:
-                bs = paired_bootstrap(
-                    r["hyps"][s], ref_row["hyps"][s], refs[s], args.resamples, args.seed
-                )
+                bs = paired_bootstrap(runs, ref_row["hyps"][s], refs[s], args.resamples, args.seed)
                 rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
             out_rows.append(rec)
     return {
         "task": args.task,
         "reference_row": args.reference,
         "resamples": args.resamples,
+        "seeds": max(r["seeds"] for r in out_rows),
         "collapsed": sorted({r["label"] for r in out_rows if r["collapsed"]}),
         "rows": out_rows,
     }
@@ -192,8 +247,11 @@ FIELDS = (
     "split",
     "label",
     "kind",
+    "seeds",
     "bleu",
+    "bleu_sd",
     "chrf",
+    "chrf_sd",
     "distinct",
     "collapsed",
     "equals_bm25_memory",
@@ -226,11 +284,14 @@ def to_html(table: dict) -> str:
     parts.append(
         f"<p>Δ and p: paired bootstrap ({table['resamples']} resamples) of corpus BLEU against "
         f"<b>{e(table['reference_row'])}</b>; p is one-sided for 'row better'. ORACLE rows use "
-        "the reference and are diagnostics, not results.</p>"
+        "the reference and are diagnostics, not results. Training seeds: "
+        f"{table.get('seeds', 1)} (BLEU and chrF are means, sd over seeds; the bootstrap "
+        "resamples test items with the seeds pooled).</p>"
     )
     for s in SPLITS:
         parts.append(f"<h3>{s}</h3><table border='1' cellpadding='3'><tr>")
-        cols = ("label", "bleu", "chrf", "distinct", "equals_bm25_memory", "delta_vs_ref")
+        cols = ("label", "bleu", "bleu_sd", "chrf", "distinct", "equals_bm25_memory")
+        cols += ("delta_vs_ref",)
         cols += ("p_value", "ci95", "note")
         parts.append("".join(f"<th>{c}</th>" for c in cols) + "</tr>")
         for r in table["rows"]:
@@ -290,13 +351,17 @@ def main(argv: list[str] | None = None) -> None:
     tb.add_argument("--hits-dev", type=Path)
     tb.add_argument("--hits-test", type=Path)
     tb.add_argument(
-        "--row", action="append", default=[], help="LABEL|KIND|DEV_HYPOTHESES|TEST_HYPOTHESES"
+        "--row",
+        action="append",
+        default=[],
+        help="LABEL|KIND|DEV_HYPOTHESES|TEST_HYPOTHESES (several seeds: FILE;FILE;..)",
     )
     tb.add_argument(
         "--loop",
         action="append",
         default=[],
-        help="LABEL|KIND|DEV_ITER1,DEV_ITER2,..|TEST_ITER1,TEST_ITER2,.. (best on dev)",
+        help="LABEL|KIND|DEV_ITER1,DEV_ITER2,..|TEST_ITER1,TEST_ITER2,.. (best on dev; several "
+        "seeds: ';'-separated iteration lists)",
     )
     tb.add_argument("--vanilla", default="", help="label of the vanilla row (fuzzy switch)")
     tb.add_argument("--reference", required=True, help="label of the row others are tested on")
