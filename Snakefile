@@ -15,6 +15,12 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# an overlay removes a task of the default's map by setting it to null (`tm_ende: null`)
+config["selfmem"]["tasks"] = {
+    name: task for name, task in config["selfmem"]["tasks"].items() if task is not None
+}
+
+
 validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 
 
