@@ -14,7 +14,7 @@ ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint format dag rulegraph bench clean
+.PHONY: install demo test test-fast lint format dag rulegraph bench profile clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q --durations=15
+
+# the developers' loop: everything but the real snakemake DAG runs (marked slow)
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -58,6 +62,10 @@ rulegraph: install
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
 
 # throughput benchmarks (ratios against baselines run alongside); most read results/ of `make demo`
+# per-rule wall/CPU time of the last run (Snakemake log + benchmark TSVs) and job start-up costs
+profile: install
+	$(BIN)/python bench/profile_demo.py
+
 bench: install
 	$(BIN)/python bench/bench_phrase_table.py
 	$(BIN)/python bench/bench_regpt_train.py
