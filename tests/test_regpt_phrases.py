@@ -59,9 +59,14 @@ def test_sotu_split_by_speech_without_overlap(speeches):
 # ------------------------------------------------------------------ preprocessing
 def test_clean_and_sentences():
     assert (
-        pre.clean("the 1 @,@ 000 @-@ strong army @.@ 5 [Laughter] men", drop_bracketed=True)
+        pre.clean(
+            "the 1 @,@ 000 @-@ strong army @.@ 5 [Laughter] men", wikitext=True, drop_bracketed=True
+        )
         == "the 1,000-strong army.5 men"
     )
+    # both cleanups are off unless asked for: only whitespace runs become one space
+    raw = "keep [0, 1]\tand  1 @,@ 000\n"
+    assert pre.clean(raw) == "keep [0, 1] and 1 @,@ 000"
     assert pre.sentences('He said "Yes." Then he left! Why? Fine') == [
         'He said "Yes."',
         "Then he left!",

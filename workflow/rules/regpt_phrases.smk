@@ -18,10 +18,7 @@ rule regpt_preprocess:
         fmt=lm_format(),
         text_field=LM["files"]["text_field"],
         max_words=RG["preprocess"]["max_words"],
-        flags=(
-            ("" if RG["preprocess"]["wikitext_fix"] else " --no-wikitext-fix")
-            + (" --drop-bracketed" if RG["preprocess"]["drop_bracketed"] else "")
-        ),
+        flags=lm_cleanup_flags(),
     shell:
         "python -m relift.regpt.preprocess --input {input.corpus:q} --format {params.fmt:q}"
         " --text-field {params.text_field:q} --max-words {params.max_words}{params.flags}"

@@ -3,10 +3,20 @@
 Each input record (a paragraph, a document or an already chunked ``text<TAB>id`` line) is split
 into sentences, and consecutive whole sentences are packed into chunks of at most ``--max-words``
 whitespace tokens (128 in the paper). A single sentence longer than that is cut at word
-boundaries. WikiText tokenisation artifacts (`` @-@ ``, `` @,@ ``, `` @.@ ``) are undone, bracketed
-stage notes such as ``[Laughter]`` are dropped on request, empty chunks are dropped, a
-``text_length`` (word count) column is added and rows are sorted by it (ties keep input order).
-The result is saved with ``datasets.Dataset.save_to_disk``.
+boundaries. Every run of whitespace (spaces, tabs, newlines, any Unicode whitespace such as a
+non-breaking space) becomes one space; otherwise the text is kept byte for byte: the chunks of a
+record, joined with one space, give the record back. Empty chunks are dropped, a ``text_length``
+(word count) column is added and rows are sorted by it (ties keep input order). The result is
+saved with ``datasets.Dataset.save_to_disk``.
+
+Two corpus-specific cleanups, off unless asked for (the workflow takes them from the settings of
+the data source, ``data.lm.sotu`` / ``data.lm.files``):
+
+* ``--wikitext-fix``: undo WikiText's tokenisation artifacts `` @-@ ``, `` @,@ ``, `` @.@ ``
+  (``1 @,@ 000`` -> ``1,000``);
+* ``--drop-bracketed``: delete every ``[...]`` span of at most 80 characters without nested
+  brackets, with the whitespace before it (transcript notes such as ``[Laughter]``; it also
+  deletes code such as ``[0, 1]`` or ``s[:i]``).
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ _BRACKETED = re.compile(r"\s*\[[^\[\]]{1,80}\]")
 _SENT_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+")
 
 
-def clean(text: str, *, wikitext: bool = True, drop_bracketed: bool = False) -> str:
+def clean(text: str, *, wikitext: bool = False, drop_bracketed: bool = False) -> str:
+    """The documented normalisation (whitespace runs -> one space) and the cleanups asked for."""
     if wikitext:
         for pat, rep in _WIKITEXT:
             text = pat.sub(rep, text)
@@ -62,7 +73,7 @@ def chunk(text: str, max_words: int) -> Iterator[str]:
 
 
 def build_rows(
-    records: Iterable[dict], max_words: int, *, wikitext: bool = True, drop_bracketed: bool = False
+    records: Iterable[dict], max_words: int, *, wikitext: bool = False, drop_bracketed: bool = False
 ) -> dict[str, list]:
     texts, ids, lengths = [], [], []
     for rec in records:
@@ -90,8 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--format", required=True, choices=FORMATS)
     ap.add_argument("--text-field", default="text", help="jsonl/hf_disk: name of the text column")
     ap.add_argument("--max-words", type=int, default=128)
-    ap.add_argument("--no-wikitext-fix", action="store_true", help="keep ' @-@ ' artifacts")
-    ap.add_argument("--drop-bracketed", action="store_true", help="drop notes such as [Laughter]")
+    ap.add_argument(
+        "--wikitext-fix", action="store_true", help="undo WikiText's ' @-@ ', ' @,@ ', ' @.@ '"
+    )
+    ap.add_argument(
+        "--drop-bracketed",
+        action="store_true",
+        help="drop [...] spans of <= 80 characters (transcript notes such as [Laughter])",
+    )
     ap.add_argument("--output", required=True, type=Path, help="dataset folder to write")
     args = ap.parse_args(argv)
     if args.max_words < 1:
@@ -99,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = build_rows(
         read_records(args.input, args.format, args.text_field),
         args.max_words,
-        wikitext=not args.no_wikitext_fix,
+        wikitext=args.wikitext_fix,
         drop_bracketed=args.drop_bracketed,
     )
     if not rows["text"]:
