@@ -157,6 +157,30 @@ def test_checkpoints_atomic_and_pruned(tmp_path):
     assert any((tmp_path / "a" / "tb").iterdir())
 
 
+def test_finished_run_removes_its_checkpoints_after_export(tmp_path):
+    """--no-keep-checkpoints: the checkpoints go once the export is written; metrics stay."""
+    torch.manual_seed(0)
+    exported = []
+
+    def export_fn(model, res):
+        assert (tmp_path / "checkpoints" / "step-6").is_dir()  # still there while exporting
+        exported.append(res.step)
+
+    cfg = L.TrainConfig(
+        max_steps=6, lr=0.05, progress=False, device="cpu", save_every=2, keep_checkpoints=False
+    )
+    batches = L.BucketedBatches([1] * 40, 8, 0, toy_collate)
+    (tmp_path / ".checkpoints.trash").mkdir(parents=True)  # left by a killed removal
+    L.train(Toy(), toy_loss, batches, cfg, tmp_path, export_fn=export_fn)
+    assert exported == [6]
+    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / ".checkpoints.trash").exists()
+    assert (tmp_path / "metrics.jsonl").exists()
+    # without an export nothing is removed (the checkpoints are the only copy)
+    L.train(Toy(), toy_loss, batches, cfg, tmp_path / "b")
+    assert (tmp_path / "b" / "checkpoints" / "step-6").is_dir()
+
+
 def test_default_log_interval_gives_about_40_points(tmp_path):
     # log_every 0 (the default): every max(1, steps // 40) steps, and always the last step
     for steps, want in ((6, [1, 2, 3, 4, 5, 6]), (90, [*range(2, 91, 2)])):

@@ -59,7 +59,7 @@ rule regpt_stage1:
         " --negatives {params.negatives} --threshold {params.threshold}"
         " --temperature {params.temperature} {params.contrastive} {params.loop}"
         " --device {params.device}"
-        " --threads {threads} --no-progress --work-dir {params.work:q} --output {output:q}"
+        " --threads {threads} --no-progress --no-keep-checkpoints --work-dir {params.work:q} --output {output:q}"
         " > {log:q} 2>&1"
 
 
@@ -114,7 +114,7 @@ rule regpt_stage2:
         " --negatives {params.negatives} {params.in_device} --threshold {params.threshold}"
         " --temperature {params.temperature} {params.contrastive} {params.loop}"
         " --device {params.device}"
-        " --threads {threads} --no-progress --work-dir {params.work:q} --output {output:q}"
+        " --threads {threads} --no-progress --no-keep-checkpoints --work-dir {params.work:q} --output {output:q}"
         " > {log:q} 2>&1"
 
 
@@ -160,7 +160,7 @@ rule regpt_baseline:
         " --dev {input.dev:q} {params.flags}"
         " --max-train-chunks {params.max_train_chunks} {params.model}"
         " --max-len {params.max_len} --batch-size {params.batch_size} {params.loop}"
-        " --device {params.device} --threads {threads} --no-progress"
+        " --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
         " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 

@@ -173,7 +173,7 @@ rule selfmem_train_generator:
         " --eval-every {params.eval_every} --save-every {params.eval_every}"
         " --eval-metric {params.metric} --eval-beams {params.eval_beams}"
         " --dev-max-examples {params.dev_max} --patience {params.patience}"
-        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress"
+        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
         " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 

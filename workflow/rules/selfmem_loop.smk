@@ -114,7 +114,7 @@ rule selfmem_selector_train:
         " --max-steps {params.max_steps} --eval-every {params.eval_every}"
         " --save-every {params.eval_every} --dev-max-examples {params.dev_max}"
         " --patience {params.patience} --score-batch-size {params.score_batch_size}"
-        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress"
+        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
         " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 

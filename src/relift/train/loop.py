@@ -119,6 +119,9 @@ class TrainConfig:
     micro_batch_size: int = 0  # for DeepSpeed's train_micro_batch_size_per_gpu ("auto")
     stop_after: int = 0  # testing: exit (code 75) right after the checkpoint of this step
     progress: bool = True
+    # False: remove out_dir/checkpoints once export_fn has written the output (resume works
+    # while the run is unfinished; a finished run keeps only its metrics and its export)
+    keep_checkpoints: bool = True
 
     def validate(self) -> None:
         checks = [
@@ -183,6 +186,8 @@ def add_train_args(ap: argparse.ArgumentParser, **defaults) -> None:
         "micro_batch_size": "(set by the CLI)",
         "stop_after": "testing: exit with code 75 after the checkpoint of step N",
         "progress": "show a progress bar",
+        "keep_checkpoints": "keep the resumable checkpoints once the output is exported "
+        "(--no-keep-checkpoints removes them)",
     }
     for f in fields(TrainConfig):
         if f.name == "micro_batch_size":
@@ -442,6 +447,19 @@ def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+def remove_checkpoints(ckpt_dir: Path) -> None:
+    """Delete a finished run's checkpoints: renamed first (one atomic step, so that a run killed
+    midway never resumes from a half-deleted checkpoint), then removed."""
+    if not ckpt_dir.is_dir():
+        return
+    trash = ckpt_dir.with_name(f".{ckpt_dir.name}.trash")
+    shutil.rmtree(trash, ignore_errors=True)
+    ckpt_dir.rename(trash)
+    size = sum(f.stat().st_size for f in trash.rglob("*") if f.is_file())
+    shutil.rmtree(trash, ignore_errors=True)
+    LOG.info("removed the checkpoints of the finished run (%.1f MB) from %s", size / 1e6, ckpt_dir)
+
+
 def _prune(ckpt_dir: Path, keep: int) -> None:
     for _, p in list_checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
@@ -560,7 +578,15 @@ def _deepspeed_plugin(cfg: TrainConfig, mixed: str, out_dir: Path):
 
 
 # --------------------------------------------------------------------------- the loop
-VOLATILE = ("stop_after", "progress", "log_every", "threads", "save_every", "keep_last")
+VOLATILE = (
+    "stop_after",
+    "progress",
+    "log_every",
+    "threads",
+    "save_every",
+    "keep_last",
+    "keep_checkpoints",
+)
 
 
 def run_fingerprint(cfg: TrainConfig, extra: dict | None) -> dict:
@@ -593,6 +619,7 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
+    shutil.rmtree(out_dir / ".checkpoints.trash", ignore_errors=True)  # a killed removal
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     mixed = resolve_precision(
@@ -901,4 +928,6 @@ def train(
     if export_fn is not None and main:
         export_fn(inner, res)
     acc.wait_for_everyone()
+    if export_fn is not None and main and not cfg.keep_checkpoints:
+        remove_checkpoints(ckpt_dir)
     return res
