@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -102,25 +103,44 @@ def test_generation_stops_at_max_bytes(world):
     assert [len(x) for x in out] == [4, 4] and stop == ["max_bytes", "max_bytes"]
 
 
+def joined_phrases(phrases: list[str]) -> str:
+    """The text of a phrase sequence: phrases concatenated, byte phrases (``<0xE2>``, the
+    non-ASCII bytes of the byte fallback) turned back into bytes."""
+    raw = b"".join(
+        bytes([int(p[3:5], 16)]) if re.fullmatch(r"<0x[0-9A-F]{2}>", p) else p.encode()
+        for p in phrases
+    )
+    return raw.decode("utf-8", errors="replace")
+
+
 def test_samples_keep_each_phrase_leading_space(world, tmp_path):
+    """samples.jsonl: `phrases` are the texts of `phrase_ids` in phrases.npy (as the phrases
+    step writes it), leading spaces included, and joined they give the `continuation`."""
     from transformers import AutoTokenizer
 
     from relift.regpt import generate as G
-    from relift.regpt.phrases import phrase_table
+    from relift.regpt import phrases as P
 
     torch.manual_seed(0)
     m = ReGPT.build(world["emb"], hidden=32, layers=2, heads=2, intermediate=64)
     m.save_pretrained(tmp_path / "m", AutoTokenizer.from_pretrained(str(world["tokenizer"])))
+    P.main(["--tokenizer", str(world["tokenizer"]), "--output", str(tmp_path / "phrases.npy")])
+    table = P.load_phrases(tmp_path / "phrases.npy")
     out = tmp_path / "s.jsonl"
+    prompts = ["We the people", "The economy", "Tonight I", "Our nation", "In the year"]
     G.main(
-        ["--model", str(tmp_path / "m"), "--prompt", "We the people", "--max-new", "12"]
-        + ["--output", str(out)]
+        ["--model", str(tmp_path / "m"), "--max-new", "24", "--output", str(out)]
+        + [a for p in prompts for a in ("--prompt", p)]
     )
-    rec = json.loads(out.read_text().splitlines()[0])
-    table = phrase_table(AutoTokenizer.from_pretrained(str(world["tokenizer"])))
-    # every phrase is the text of its id in phrases.npy, leading space included
-    assert rec["phrases"] == [str(table[i]) for i in rec["phrase_ids"]]
-    assert any(p.startswith(" ") for p in table if len(p) > 1)
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == len(prompts)
+    spaced = 0
+    for rec in recs:
+        assert rec["phrases"] == [str(table[i]) for i in rec["phrase_ids"]]
+        assert joined_phrases(rec["phrases"]) == rec["continuation"]
+        spaced += sum(p.startswith(" ") for p in rec["phrases"])
+    # the check has teeth: the samples hold a phrase that starts with a space
+    assert spaced >= 1
 
 
 def test_equal_compute_reads_both_curves_at_the_budget(tmp_path):
