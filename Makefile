@@ -1,6 +1,9 @@
 # relift: two commands on a fresh machine.
-#   make demo   create .venv, install everything, run the whole workflow on the embedded default
+#   make demo   make install, then run the whole workflow on the embedded default (plain `snakemake`)
 #   make test   create .venv, install everything, run the test suite
+# make install  create .venv, install everything, and link profiles/slurm into your Snakemake
+#               profile folder so that `snakemake --profile slurm` finds it (never replaces a
+#               profile of yours of that name; undo: make uninstall-profile)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,9 +17,16 @@ ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint format dag rulegraph bench profile clean
+.PHONY: install install-profile uninstall-profile demo test test-fast lint format dag rulegraph bench profile clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed install-profile
+
+# ~/.config/snakemake/slurm -> profiles/slurm (python -m relift.profiles --help)
+install-profile: $(VENV)/.installed
+	$(BIN)/python -m relift.profiles install --checkout $(CURDIR)
+
+uninstall-profile: $(VENV)/.installed
+	$(BIN)/python -m relift.profiles uninstall --checkout $(CURDIR)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,31 +35,34 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
+# a plain `snakemake` runs locally with the settings of profiles/local (workflow profile
+# profiles/default)
 demo: install
-	$(BIN)/snakemake --profile profiles/local $(ARGS)
-	$(BIN)/snakemake --profile profiles/local $(ARGS) --report results/report.html
+	$(BIN)/snakemake $(ARGS)
+	$(BIN)/snakemake $(ARGS) --report results/report.html
 	@echo "report: $(CURDIR)/results/report.html"
 
-test: install
+# the tests never touch your Snakemake profile folder (they link into a temporary one)
+test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q --durations=15
 
 # the developers' loop: everything but the real snakemake DAG runs (marked slow)
-test-fast: install
+test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
-lint: install
+lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1
 
-format: install
+format: $(VENV)/.installed
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 # DAG pictures: results/dag.svg (every job) and results/rulegraph.svg (every rule)
-dag: install
+dag: $(VENV)/.installed
 	command -v dot >/dev/null || apt-get install -y -qq graphviz
 	mkdir -p results
 	$(BIN)/snakemake --dag $(ARGS) | dot -Tsvg > results/dag.svg
@@ -57,16 +70,16 @@ dag: install
 	@echo "wrote results/dag.svg results/rulegraph.svg"
 
 # the rule graph shown in the README (tests/test_workflow.py checks it matches the rules)
-rulegraph: install
+rulegraph: $(VENV)/.installed
 	command -v dot >/dev/null || apt-get install -y -qq graphviz
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
 
 # throughput benchmarks (ratios against baselines run alongside); most read results/ of `make demo`
 # per-rule wall/CPU time of the last run (Snakemake log + benchmark TSVs) and job start-up costs
-profile: install
+profile: $(VENV)/.installed
 	$(BIN)/python bench/profile_demo.py
 
-bench: install
+bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_phrase_table.py
 	$(BIN)/python bench/bench_regpt_train.py
 	$(BIN)/python bench/bench_bm25.py
