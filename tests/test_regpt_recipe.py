@@ -174,3 +174,38 @@ def test_equal_compute_reads_both_curves_at_the_budget(tmp_path):
     assert rows[1]["token_lm_dev_bits_per_byte"] == 2.9
     assert rows[2]["regpt_minus_token_lm"] == pytest.approx(2.4 - 2.6)
     assert math.isclose(rows[2]["token_lm_train_bytes"], 1200)
+
+
+def test_loading_a_checkpoint_logs_no_model_type_warning(world, tmp_path):
+    """Reading a ReGPT folder (its tokenizer through config.json, then generation) does not log
+    "You are using a model of type `relift-regpt` to instantiate a model of type ``"."""
+    import logging
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    from relift.regpt import generate as G
+    from relift.regpt.model import MODEL_TYPE, load_tokenizer
+
+    torch.manual_seed(0)
+    m = ReGPT.build(world["emb"], hidden=32, layers=2, heads=2, intermediate=64)
+    m.save_pretrained(tmp_path / "m", AutoTokenizer.from_pretrained(str(world["tokenizer"])))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    hf = logging.getLogger("transformers")
+    hf.addHandler(handler)
+    try:
+        tok = load_tokenizer(tmp_path / "m")
+        G.main(
+            ["--model", str(tmp_path / "m"), "--prompt", "We the people", "--max-new", "4"]
+            + ["--output", str(tmp_path / "s.jsonl")]
+        )
+    finally:
+        hf.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert not [x for x in messages if "model of type" in x], messages
+    assert AutoConfig.from_pretrained(str(tmp_path / "m")).model_type == MODEL_TYPE
+    assert (
+        tok("We the people")["input_ids"]
+        == AutoTokenizer.from_pretrained(str(world["tokenizer"]))("We the people")["input_ids"]
+    )

@@ -227,12 +227,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
-    from transformers import AutoTokenizer
+    from relift.regpt.model import load_tokenizer
 
     texts = pick_chunks(D.load_texts(args.split), args.max_chunks)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     folder = require_file(args.model, "model folder")
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok = load_tokenizer(folder)
     wins = D.windows(D.tokenize(texts, tok), args.max_len)
     t0 = time.perf_counter()
     if is_regpt_folder(folder):

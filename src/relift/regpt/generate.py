@@ -327,10 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     from transformers import AutoTokenizer
 
-    from relift.regpt.model import ReGPT
+    from relift.regpt.model import ReGPT, load_tokenizer
 
     model = ReGPT.from_pretrained(args.model, args.phrase_embeddings, device=device)
-    tok = AutoTokenizer.from_pretrained(str(args.model))
+    tok = load_tokenizer(args.model)
     prompts = read_prompts(args)
     recs, timing = decode_all(model, tok, prompts, args)
     write_jsonl_atomic(args.output, recs)

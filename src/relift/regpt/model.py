@@ -306,6 +306,38 @@ class ReGPT(nn.Module):
         return model.to(device).eval()
 
 
+_CONFIG_CLASS = None
+
+
+def register_config():
+    """Register a transformers config class for ``model_type`` ``relift-regpt`` with AutoConfig
+    (once per process) and return it. AutoTokenizer reads a model folder's config.json; without
+    the registration it falls back to the base class (model_type ``""``) and warns "You are using a
+    model of type `relift-regpt` to instantiate a model of type ``"."""
+    global _CONFIG_CLASS
+    if _CONFIG_CLASS is None:
+        from transformers import AutoConfig, PretrainedConfig
+
+        class ReGPTConfig(PretrainedConfig):
+            """config.json of a ReGPT folder: phrase_dim, num_phrases, phrase_embeddings,
+            phrase_bias and the Llama decoder's config under ``llama``."""
+
+            model_type = MODEL_TYPE
+
+        AutoConfig.register(MODEL_TYPE, ReGPTConfig, exist_ok=True)
+        _CONFIG_CLASS = ReGPTConfig
+    return _CONFIG_CLASS
+
+
+def load_tokenizer(folder: str | os.PathLike):
+    """The tokenizer of a model or tokenizer folder (ReGPT, the token LM, the phrase tokenizer),
+    read with ReGPT's config class registered (no model-type warning)."""
+    from transformers import AutoTokenizer
+
+    register_config()
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
 def read_config(folder: str | os.PathLike) -> dict:
     path = require_file(Path(folder) / CONFIG_NAME, "model config")
     cfg = json.loads(path.read_text())

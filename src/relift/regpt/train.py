@@ -211,13 +211,11 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from transformers import AutoTokenizer
-
     from relift.regpt.losses import ReGPTLoss
-    from relift.regpt.model import ReGPT
+    from relift.regpt.model import ReGPT, load_tokenizer
 
     tok_dir = args.init if args.stage == 2 else args.tokenizer
-    tok = AutoTokenizer.from_pretrained(str(require_file(tok_dir, "tokenizer folder")))
+    tok = load_tokenizer(require_file(tok_dir, "tokenizer folder"))
     L.seed_everything(cfg.seed)
     if args.stage == 2:
         model = ReGPT.from_pretrained(args.init, args.phrase_embeddings).train()
