@@ -4,9 +4,11 @@ job runs): own Selfmem tasks without the German memory, and the paper overlays s
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
-from helpers import ROOT, overlay, planned_jobs, snakemake
+from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, snakemake
 
 GERMAN_MEMORY_RULES = {"tm_wheels", "tm_corpus"}
 
@@ -160,3 +162,91 @@ def test_cleanups_follow_the_data_source(tmp_path):
     )
     (cmd,) = preprocess_commands(wd, [files])
     assert "--wikitext-fix" not in cmd and "--drop-bracketed" not in cmd
+
+
+# ------------------------------------------------------------------ paper overlays
+PAPER_SELFMEM = ROOT / "config" / "paper-selfmem.yaml"
+PAPER_LOOP = ROOT / "config" / "paper-selfmem-loop.yaml"
+
+
+def dry_run_as_typed(workdir: Path, *configfiles: Path) -> tuple[int, str]:
+    """`snakemake -n -p --configfile A B` as a user types it (no tiny overlay underneath)."""
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "1", "-n", "-p"]
+    cmd += ["--configfile", *map(str, configfiles)]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
+    return r.returncode, r.stdout + r.stderr
+
+
+def job_stats(out: str) -> dict[str, int]:
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if k != "total"}
+
+
+def shell_commands(out: str, module: str) -> list[str]:
+    return [ln for ln in out.splitlines() if f"python -m relift.{module} " in ln]
+
+
+def test_paper_selfmem_overlays_stack(tmp_path):
+    """config/paper-selfmem.yaml + config/paper-selfmem-loop.yaml with fake JRC-Acquis files
+    plan the paper's run: one task (jrc_ende), Elasticsearch memory, three Transformer-base
+    generators on one GPU each, beam 50/50 candidates, the XLM-R selector of the two memory
+    architectures and 5 loop iterations of self memory and the ORACLE; no German memory."""
+    wd = tmp_path / "run"
+    (wd / "data" / "jrc_ende").mkdir(parents=True)
+    for s in ("train", "dev", "test"):
+        row = {"src": "the Commission shall adopt", "trg": "die Kommission erlässt"}
+        (wd / "data" / "jrc_ende" / f"{s}.jsonl").write_text(json.dumps(row) + "\n")
+    rc, out = dry_run_as_typed(wd, PAPER_SELFMEM, PAPER_LOOP)
+    assert rc == 0, out[-4000:]
+    jobs = job_stats(out)
+    archs, loop_archs, variants, iterations = 3, 2, 2, 5
+    expected = {
+        "selfmem_bm25": 1,
+        "selfmem_tokenizer": 1,
+        "selfmem_train_generator": archs,
+        "selfmem_candidates": archs * 2,
+        "selfmem_hypotheses": archs * 2,
+        "selfmem_score": archs * 2,
+        "selfmem_selector_train_candidates": loop_archs,
+        "selfmem_selector_train": loop_archs,
+        "selfmem_loop_iter0": loop_archs * variants,
+        "selfmem_loop_select": loop_archs * variants * iterations,
+        # the final hypotheses are a separate beam-5 decode (the pools are beam 50)
+        "selfmem_loop_hypotheses": loop_archs * variants * iterations,
+        "selfmem_loop_score": loop_archs * variants * (iterations + 1),
+        "selfmem_compare": 1,
+        "selfmem_loop_report": 1,
+    }
+    assert {k: jobs.get(k) for k in expected} == expected
+    assert not GERMAN_MEMORY_RULES & set(jobs) and "tm_ende" not in out
+    (bm25,) = shell_commands(out, "selfmem.bm25")
+    assert "--backend elasticsearch" in bm25 and "--top-k 10 --max-words 600" in bm25
+    assert "--es-index relift-selfmem-jrc_ende" in bm25
+    gens = shell_commands(out, "selfmem.train_generator")
+    assert len(gens) == archs
+    for cmd in gens:
+        for part in (
+            "--d-model 512 --encoder-layers 6 --decoder-layers 6 --attention-heads 8"
+            " --ffn-dim 2048 --post-ln",
+            "--batch-size 48 --max-tokens 0",
+            "--label-smoothing 0.1 --lr 0.0007",
+            "--scheduler inverse_sqrt --warmup-steps 4000 --precision fp32",
+            "--max-steps 437000 --grad-clip 1.0",
+        ):
+            assert part in cmd, (part, cmd)
+    cands = [c for c in shell_commands(out, "selfmem.candidates") if "/candidates/" in c]
+    assert len(cands) == archs * 2
+    assert all("--num-beams 50 --num-return-sequences 50" in c for c in cands)
+    assert any("--encoder xlm-roberta-base" in c for c in shell_commands(out, "selfmem.selector"))
+    # the GPU jobs ask for one GPU each (profiles/slurm maps it to the P100 partition's gres)
+    gen_block = out.split("rule selfmem_train_generator:", 1)[1].split("\n\n", 1)[0]
+    assert "gpu=1" in gen_block
+
+
+def test_paper_loop_overlay_needs_the_part1_overlay(tmp_path):
+    """On its own the loop overlay's 50-candidate pools exceed the default's 4 candidates: the
+    run stops before any job and says so (stack config/paper-selfmem.yaml first)."""
+    rc, out = dry_run_as_typed(tmp_path, PAPER_LOOP)
+    assert rc != 0
+    assert "selfmem.loop.num_return_sequences must not exceed selfmem.candidates" in out
+    assert not (tmp_path / "results").exists()
