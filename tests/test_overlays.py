@@ -250,3 +250,24 @@ def test_paper_loop_overlay_needs_the_part1_overlay(tmp_path):
     assert rc != 0
     assert "selfmem.loop.num_return_sequences must not exceed selfmem.candidates" in out
     assert not (tmp_path / "results").exists()
+
+
+def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
+    """README, "Your own data": targets before --configfile, or the file list ended with `--`;
+    a target after --configfile is read as one more config file."""
+    wd = tmp_path / "run"
+    wd.mkdir()
+    fr = french_overlay(tmp_path)
+    target = "results/selfmem/en_fr/memory/bm25/train.txt"
+    base = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "1", "-n"]
+    for cmd in (
+        base + [target, "--configfile", str(fr)],
+        base + ["--configfile", str(fr), "--", target],
+    ):
+        r = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert job_stats(r.stdout + r.stderr) == {"selfmem_bm25": 1}
+    r = subprocess.run(
+        base + ["--configfile", str(fr), target], cwd=wd, capture_output=True, text=True
+    )
+    assert r.returncode != 0 and "FileNotFoundError" in r.stdout + r.stderr
