@@ -16,10 +16,12 @@ ARGS ?=
 
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# DeepSpeed's JIT-compiled ops (the CPU comm op of the ZeRO-2 tests) are built once, here
+export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 
-.PHONY: install install-profile uninstall-profile demo test test-fast lint format dag rulegraph bench profile clean
+.PHONY: install deepspeed-ops install-profile uninstall-profile demo test test-fast lint format dag rulegraph bench profile clean
 
-install: $(VENV)/.installed install-profile
+install: $(VENV)/.installed deepspeed-ops install-profile
 
 # ~/.config/snakemake/slurm -> profiles/slurm (python -m relift.profiles --help)
 install-profile: $(VENV)/.installed
@@ -32,7 +34,15 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,deepspeed]" "$(TORCH_SPEC)"
+	touch $@
+
+# DeepSpeed's CPU comm op (deepspeed_shm_comm), the one op a CPU ZeRO-2 run JIT-compiles: built
+# once (~3 min on 2 cores) into TORCH_EXTENSIONS_DIR, where the tests and later runs load it
+deepspeed-ops: $(TORCH_EXTENSIONS_DIR)/.built
+
+$(TORCH_EXTENSIONS_DIR)/.built: $(VENV)/.installed tools/build_deepspeed_ops.py
+	DS_ACCELERATOR=cpu $(BIN)/python tools/build_deepspeed_ops.py
 	touch $@
 
 # a plain `snakemake` runs locally with the settings of profiles/local (workflow profile
@@ -43,11 +53,11 @@ demo: install
 	@echo "report: $(CURDIR)/results/report.html"
 
 # the tests never touch your Snakemake profile folder (they link into a temporary one)
-test: $(VENV)/.installed
+test: $(VENV)/.installed deepspeed-ops
 	$(BIN)/python -m pytest -q --durations=15
 
 # the developers' loop: everything but the real snakemake DAG runs (marked slow)
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed deepspeed-ops
 	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 lint: $(VENV)/.installed

@@ -1,10 +1,14 @@
 import os
+import sys
 
 # tests never reach a model or dataset hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# DeepSpeed's JIT-built ops (the CPU comm op of the ZeRO-2 tests): the cache that `make install`
+# builds them into (tools/build_deepspeed_ops.py), inside the virtualenv running the tests
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
 
 
 import pytest  # noqa: E402
