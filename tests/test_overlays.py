@@ -271,3 +271,34 @@ def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
         base + ["--configfile", str(fr), target], cwd=wd, capture_output=True, text=True
     )
     assert r.returncode != 0 and "FileNotFoundError" in r.stdout + r.stderr
+
+
+def test_scratch_selector_encoder_is_planned_per_task_and_seed(tmp_path):
+    """selector.encoder: scratch adds one encoder job per task and seed, built over the task's
+    tokenizer and handed to the selector; the default (minilm) plans none."""
+    wd = tmp_path / "run"
+    wd.mkdir()
+    fr = french_overlay(tmp_path)
+    assert "selfmem_selector_scratch_encoder" not in planned_jobs(wd, configfiles=[fr])
+    scratch = overlay(
+        tmp_path,
+        "scratch.yaml",
+        "selfmem:\n  seeds: [0, 1]\n  selector:\n    encoder: scratch\n    layers: 2\n",
+    )
+    r = snakemake(wd, "-n", "-p", configfiles=[fr, scratch], cores=1)
+    out = r.stdout + r.stderr
+    jobs = job_stats(out)
+    assert jobs["selfmem_selector_scratch_encoder"] == 2
+    (build0,) = [c for c in shell_commands(out, "selfmem.scratch_encoder") if "--seed 0" in c]
+    assert "--tokenizer results/selfmem/en_fr/tokenizer" in build0 and "--layers 2" in build0
+    trains = [c for c in shell_commands(out, "selfmem.selector") if " train " in c]
+    encoders = {re.search(r"--encoder (\S+)", c).group(1) for c in trains}
+    assert encoders == {
+        "results/selfmem/en_fr/selector_encoder/scratch.s0",
+        "results/selfmem/en_fr/selector_encoder/scratch.s1",
+    }
+    bad = overlay(
+        tmp_path, "bad.yaml", "selfmem:\n  selector:\n    encoder: scratch\n    layers: 0\n"
+    )
+    r = snakemake(wd, "-n", configfiles=[fr, bad], check=False)
+    assert r.returncode != 0 and "set layers >= 1" in r.stdout + r.stderr

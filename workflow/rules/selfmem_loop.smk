@@ -57,6 +57,33 @@ rule selfmem_selector_train_candidates:
         " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
 
 
+rule selfmem_selector_scratch_encoder:
+    """selector.encoder scratch: a randomly initialised encoder over the task's tokenizer."""
+    input:
+        code("selfmem/scratch_encoder.py", "selfmem/tokenizer.py"),
+        tokenizer="results/selfmem/{task}/tokenizer",
+    output:
+        directory("results/selfmem/{task}/selector_encoder/scratch.s{seed}"),
+    log:
+        "results/logs/selfmem/{task}/selector_scratch_encoder_s{seed}.log",
+    wildcard_constraints:
+        task=SM_TASK_RE,
+        seed="[0-9]+",
+    conda:
+        "../../envs/relift.yaml"
+    params:
+        hidden=SM_SEL["scratch"]["hidden"],
+        layers=SM_SEL["layers"],
+        heads=SM_SEL["scratch"]["heads"],
+        intermediate=SM_SEL["scratch"]["intermediate"],
+        max_positions=SM_SEL["max_length"],
+    shell:
+        "python -m relift.selfmem.scratch_encoder --tokenizer {input.tokenizer:q}"
+        " --hidden {params.hidden} --layers {params.layers} --heads {params.heads}"
+        " --intermediate {params.intermediate} --max-positions {params.max_positions}"
+        " --seed {wildcards.seed} --output {output:q} > {log:q} 2>&1"
+
+
 rule selfmem_selector_train:
     """Cross-encoder selector, KL to softmax(minmax(Δ)/τ); best by dev selection BLEU."""
     input:
@@ -65,6 +92,7 @@ rule selfmem_selector_train:
         train_candidates="results/selfmem/{task}/{arch}/selector/train_candidates.jsonl",
         dev=sm_split("dev"),
         dev_candidates="results/selfmem/{task}/candidates/{arch}/dev.jsonl",
+        encoder=sm_selector_encoder_input,
     output:
         directory("results/selfmem/{task}/{arch}/selector/model"),
     log:
@@ -85,7 +113,7 @@ rule selfmem_selector_train:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
-        encoder=SM_SEL["encoder"],
+        encoder=sm_selector_encoder,
         pooling=SM_SEL["pooling"],
         layers=SM_SEL["layers"],
         max_length=SM_SEL["max_length"],

@@ -1,6 +1,17 @@
 # Selfmem part 2 settings and helper functions (included by selfmem_loop.smk).
 SM_SEL = SM["selector"]
 SM_LOOP = SM["loop"]
+# selector.encoder: scratch = a from-scratch encoder over the task's own tokenizer
+SEL_SCRATCH = SM_SEL["encoder"] == "scratch"
+if SEL_SCRATCH and SM_SEL["layers"] < 1:
+    raise ValueError(
+        "selfmem.selector.encoder: scratch builds an encoder of selfmem.selector.layers layers; "
+        "set layers >= 1"
+    )
+if SEL_SCRATCH and SM_SEL["scratch"]["hidden"] % SM_SEL["scratch"]["heads"]:
+    raise ValueError(
+        "selfmem.selector.scratch.hidden must be a multiple of selfmem.selector.scratch.heads"
+    )
 LOOP_SPLITS = ["dev", "test"]
 # vanilla reads no memory
 LOOP_ARCHS = [a for a in SM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
@@ -46,6 +57,18 @@ LOOP_ARCH_RE = f"(joint|dual){SEED_SUFFIX_RE}"
 # the pools are decoded with the final beam: slot 0's best candidate is the hypothesis
 LOOP_HYP_FROM_POOL = SM_LOOP["num_beams"] == SM_HYP["num_beams"]
 K_POS = "[1-9][0-9]*"  # iterations >= 1
+
+
+def sm_selector_encoder_input(wildcards):
+    """The from-scratch encoder folder of a selector job's task and seed (none otherwise)."""
+    if not SEL_SCRATCH:
+        return []
+    return f"results/selfmem/{wildcards.task}/selector_encoder/scratch.s{sm_seed(wildcards)}"
+
+
+def sm_selector_encoder(wildcards):
+    """--encoder of a selector job: the configured encoder, or its from-scratch folder."""
+    return sm_selector_encoder_input(wildcards) if SEL_SCRATCH else SM_SEL["encoder"]
 
 
 def sm_loop_slots(variant, k):
