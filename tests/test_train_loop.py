@@ -392,27 +392,32 @@ def _ds_env() -> dict:
 
 
 def _ds_start(out: Path, hang_at: int = -1) -> subprocess.Popen:
-    """A ZeRO-2 run of the toy task (8 steps, checkpoints at 4 and 8) in a fresh process."""
+    """A ZeRO-2 run of the toy task (8 steps, checkpoints at 4 and 8) in a fresh process; its
+    output goes to a file (a full pipe would stall a run that nobody reads yet)."""
     out.mkdir(parents=True, exist_ok=True)
     args = [str(out), str(Path(__file__).parent), str(ZERO2_JSON), str(hang_at)]
-    return subprocess.Popen(
-        [sys.executable, "-c", DS_SCRIPT, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_ds_env(),
-    )
+    log = out / f"run-{len(list(out.glob('run-*.log')))}.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", DS_SCRIPT, *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=_ds_env(),
+        )
+    proc.log = log
+    return proc
 
 
 def _ds_result(proc: subprocess.Popen) -> dict:
     try:
-        stdout, stderr = proc.communicate(timeout=DS_TIMEOUT)
+        proc.wait(timeout=DS_TIMEOUT)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.communicate()
+        proc.wait()
         pytest.fail(f"a ZeRO-2 run of 8 toy steps took over {DS_TIMEOUT} s", pytrace=False)
-    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
-    return json.loads(stdout.split("RESULT", 1)[1])
+    text = proc.log.read_text()
+    assert proc.returncode == 0, text[-5000:]
+    return json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -433,21 +438,19 @@ def zero2_runs(tmp_path_factory):
         t0 = time.monotonic()
         while not (cut / "hanging").exists():
             if p_cut.poll() is not None:
-                out, err = p_cut.communicate()
-                pytest.fail(f"exited with {p_cut.returncode}:\n{out[-2000:]}{err[-3000:]}")
+                pytest.fail(f"exited with {p_cut.returncode}:\n{p_cut.log.read_text()[-5000:]}")
             if time.monotonic() - t0 > DS_TIMEOUT:
                 pytest.fail(f"the run to be killed reached no step 5 within {DS_TIMEOUT} s")
             time.sleep(0.1)
         ckpts_at_kill = sorted(p.name for p in (cut / "checkpoints").iterdir())
         os.kill(p_cut.pid, signal.SIGKILL)
-        p_cut.communicate(timeout=30)
-        killed = p_cut.returncode
+        killed = p_cut.wait(timeout=30)
         res_full = _ds_result(p_full)
     finally:
         for p in (p_full, p_cut):
             if p.poll() is None:
                 p.kill()
-                p.communicate()
+                p.wait()
     weights_at_kill = (cut / "final.safetensors").exists()
     res_cut = _ds_result(_ds_start(cut))
     return {
