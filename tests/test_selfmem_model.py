@@ -478,3 +478,50 @@ def test_copy_head_is_a_distribution_and_round_trips(tok, tmp_path):
     assert torch.allclose(back.model(**b).logits, out.logits, atol=1e-5)
     with pytest.raises(Exception, match="copy head"):
         Generator.from_scratch(tok, GeneratorSpec(arch="dual"), size)
+
+
+@pytest.mark.parametrize("arch,copy", [("vanilla", False), ("joint", True), ("dual", False)])
+def test_fast_beam_search_equals_plain_beam_search(tok, monkeypatch, arch, copy):
+    """The cross-attention cache is not reordered between beams, and the copy head's keys are
+    computed once per call: the same candidates and scores as transformers' plain beam search."""
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    import relift.selfmem.model as M
+
+    size = ModelSize(32, 1, 1, 2, 64, 0.0, 0.0, pre_ln=arch != "dual", copy=copy)
+    g = Generator.from_scratch(tok, GeneratorSpec(arch=arch), size, seed=0)
+    g.model.generation_config.min_new_tokens = 10  # an untrained model would stop at once
+    with torch.no_grad():  # sharper weights: outputs that depend on the history of each beam
+        for p in g.model.parameters():
+            if p.dim() > 1:
+                p.mul_(4)
+    moved = []  # beams really reordered (else a broken reordering would go unnoticed)
+    reorder = M.BeamSearchCache.reorder_cache
+
+    def watch(self, beam_idx):
+        moved.append(bool((beam_idx != torch.arange(len(beam_idx))).any()))
+        reorder(self, beam_idx)
+
+    monkeypatch.setattr(M.BeamSearchCache, "reorder_cache", watch)
+    srcs = ["Save the file", "Open the window now", "Close", "Print all pages of it"]
+    mems = None if arch == "vanilla" else ["Datei speichern", "Öffnen", "Schließen", "Drucken"]
+    fast = g.generate(srcs, mems, num_beams=3, num_return_sequences=3, max_new_tokens=12)
+    assert sum(moved) >= 5
+    monkeypatch.setattr(
+        M, "beam_search_cache", lambda cfg: EncoderDecoderCache(DynamicCache(), DynamicCache())
+    )
+    if copy:
+        orig = M.CopyMBartForConditionalGeneration._encode_for_generation
+
+        def no_cached_keys(self, inputs_tensor, model_kwargs):
+            kw = orig(self, inputs_tensor, model_kwargs)
+            kw["encoder_outputs"].copy_keys = None
+            return kw
+
+        monkeypatch.setattr(
+            M.CopyMBartForConditionalGeneration, "_encode_for_generation", no_cached_keys
+        )
+    plain = g.generate(srcs, mems, num_beams=3, num_return_sequences=3, max_new_tokens=12)
+    assert [[t for t, _ in r] for r in fast] == [[t for t, _ in r] for r in plain]
+    for a, b in zip(fast, plain, strict=True):
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)

@@ -381,10 +381,29 @@ except ValueError:  # already registered (module reloaded)
 # --------------------------------------------------------------------------- pre-LN + copy head
 @dataclass
 class CopyEncoderOutput(BaseModelOutput):
-    """Encoder states plus the encoder's input ids (the tokens the copy head can copy); carried
-    in ``encoder_outputs`` so that generate expands them for the beams."""
+    """Encoder states plus the encoder's input ids (the tokens the copy head can copy) and the
+    copy head's keys of the encoder states (computed once per generate call, not every step);
+    carried in ``encoder_outputs`` so that generate expands them for the beams."""
 
     source_ids: torch.Tensor | None = None
+    copy_keys: torch.Tensor | None = None
+
+
+class BeamSearchCache(EncoderDecoderCache):
+    """An encoder-decoder cache whose beam reordering leaves the cross-attention keys/values
+    alone: the beams of one input share its encoder states, so reordering them (an index_select
+    of every layer's [batch x beams, heads, source length, head dim] tensors at every step, about
+    a third of a small model's decoding time on CPU) never changes them."""
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.self_attention_cache.reorder_cache(beam_idx)
+
+
+def beam_search_cache(config) -> BeamSearchCache:
+    try:
+        return BeamSearchCache(DynamicCache(config=config), DynamicCache(config=config))
+    except TypeError:  # older transformers: no config argument
+        return BeamSearchCache(DynamicCache(), DynamicCache())
 
 
 class CopyMBartConfig(MBartConfig):
@@ -441,7 +460,10 @@ class CopyMBartForConditionalGeneration(_CustomEncoderOutputs, MBartForCondition
         if attention_mask is None:
             attention_mask = src.ne(self.config.pad_token_id).long()
         logits = self.lm_head(h) + self.final_logits_bias.to(h.device)
-        scores = self.copy_query(h) @ self.copy_key(enc).transpose(1, 2)
+        keys = getattr(encoder_outputs, "copy_keys", None) if encoder_outputs is not None else None
+        if keys is None:
+            keys = self.copy_key(enc)
+        scores = self.copy_query(h) @ keys.transpose(1, 2)
         scores = scores.float() / math.sqrt(h.size(-1))
         scores = scores.masked_fill(~attention_mask.bool()[:, None, :], float("-inf"))
         attn = scores.softmax(-1)  # (B, T, S)
@@ -468,7 +490,9 @@ class CopyMBartForConditionalGeneration(_CustomEncoderOutputs, MBartForCondition
             input_ids=inputs_tensor, attention_mask=model_kwargs.get("attention_mask")
         )
         model_kwargs["encoder_outputs"] = CopyEncoderOutput(
-            last_hidden_state=enc.last_hidden_state, source_ids=inputs_tensor
+            last_hidden_state=enc.last_hidden_state,
+            source_ids=inputs_tensor,
+            copy_keys=self.copy_key(enc.last_hidden_state),
         )
         return model_kwargs
 
@@ -810,7 +834,15 @@ class Generator:
             max_new_tokens=max_new_tokens,
             output_scores=True,
             return_dict_in_generate=True,
-            **({"length_penalty": length_penalty, "early_stopping": True} if num_beams > 1 else {}),
+            **(
+                {
+                    "length_penalty": length_penalty,
+                    "early_stopping": True,
+                    _CACHE_FIELD: beam_search_cache(self.model.config),
+                }
+                if num_beams > 1
+                else {}
+            ),
         )
         texts = self.decode(out.sequences)
         if num_beams > 1:
