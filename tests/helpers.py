@@ -40,10 +40,11 @@ def snakemake(
     timeout: int = 1500,
     cores: int | None = 2,
     targets=(),
+    env: dict[str, str] | None = None,
 ):
     """Run the real snakemake CLI on the tiny config (plus overlays) in ``workdir``."""
     cmd = snakemake_cmd(*args, configfiles=configfiles, cores=cores, targets=targets)
-    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     if check and r.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}"

@@ -1,10 +1,16 @@
-"""The tiny DAG on a real one-node SLURM cluster (tools/local-slurm.sh), with profiles/slurm.
+"""The tiny DAG on a real one-node SLURM cluster (tools/local-slurm.sh), with
+`snakemake --profile slurm` as a user types it.
 
 The cluster (Debian's slurm-wlm with slurmdbd accounting, partitions cpu/a100/p100, fake GPU
 gres) is installed when missing and started for this module, and stopped by PID afterwards, also
-on failure. The test profile is profiles/slurm itself with three changes that the small test
-node needs: GPU counts capped at 1, memory/runtime/CPU requests that fit one 4-CPU node, and
-fast status checks. Set RELIFT_SKIP_SLURM=1 to skip (e.g. not root, not Debian).
+on failure. The profile is found by its bare name: the install step (`make install` runs
+`python -m relift.profiles install`) links profiles/slurm into a temporary Snakemake profile
+folder (XDG_CONFIG_HOME; the real user's is never touched), and every run here is
+`snakemake --profile slurm --profile NODE`. NODE is a second profile with what the small test
+node needs and nothing else: GPU counts capped at 1, memory/runtime/CPU requests that fit one
+4-CPU node (Snakemake replaces a whole top-level key of an earlier profile, so NODE restates
+default-resources and set-resources from profiles/slurm with those changes), and fast status
+checks. Set RELIFT_SKIP_SLURM=1 to skip (e.g. not root, not Debian).
 
 The fault tests (issue 7) then train three rules on the cluster with the profile's retries and
 disturb them: a job cancelled with scancel is retried and resumes from its checkpoint, a job
@@ -18,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,9 +88,28 @@ def slurm():
         cluster("stop", timeout=120)
 
 
+@pytest.fixture(scope="module")
+def profile_env(tmp_path_factory) -> dict[str, str]:
+    """The environment of a user who ran the install step: `--profile slurm` is relift's."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("xdg-config"))}
+    env.pop("SNAKEMAKE_PROFILE", None)
+    r = subprocess.run(
+        [sys.executable, "-m", "relift.profiles", "install", "--checkout", str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "linked" in r.stdout, r.stdout
+    link = Path(env["XDG_CONFIG_HOME"]) / "snakemake" / "slurm"
+    assert link.resolve() == ROOT / "profiles" / "slurm"
+    return env
+
+
 def make_test_profile(tmp_path: Path) -> Path:
-    """profiles/slurm adapted to the one small test node."""
-    prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    """The second profile, given after `--profile slurm`: the one small test node."""
+    real = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    prof = {k: real[k] for k in ("default-resources", "set-resources")}
     prof["default-resources"].update(slurm_account="ci", mem_mb=1500, runtime=30)
     for res in prof["set-resources"].values():
         if res.get("gpu"):
@@ -99,7 +125,7 @@ def make_test_profile(tmp_path: Path) -> Path:
             "latency-wait": 5,
         }
     )
-    out = tmp_path / "profile"
+    out = tmp_path / "node-profile"
     out.mkdir()
     (out / "config.yaml").write_text(yaml.safe_dump(prof))
     return out
@@ -116,15 +142,22 @@ def sacct_jobs(since: str) -> list[dict]:
     return [dict(zip(fields, line.split("|"))) for line in r.stdout.splitlines() if line.strip()]
 
 
-def test_tiny_dag_on_slurm_matches_local(slurm, tiny_run, tmp_path):
+def test_tiny_dag_on_slurm_matches_local(slurm, profile_env, tiny_run, tmp_path):
     wd = tmp_path / "slurm-run"
     wd.mkdir()
     fixture_tm_wheels(wd / "fixture_wheels")
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    node = make_test_profile(tmp_path)
     r = snakemake(
-        wd, "--profile", str(make_test_profile(tmp_path)), *TARGETS, timeout=1800, cores=None
+        wd,
+        *("--profile", "slurm", "--profile", str(node)),
+        *TARGETS,
+        timeout=1800,
+        cores=None,
+        env=profile_env,
     )
     log = r.stdout + r.stderr
+    assert f"Using profiles slurm and {node} and workflow specific profile" in log, log[:2000]
     # every job completed, and every GPU rule ran in its partition with a GPU allocated
     deadline = time.time() + 60
     while True:
@@ -184,9 +217,10 @@ def test_tiny_dag_on_slurm_matches_local(slurm, tiny_run, tmp_path):
 
 # ---- faults on the cluster (issue 7): scancel, a memory limit, a requeue
 #
-# One Snakemake run through the test profile with profiles/slurm's `retries: 2` trains three
-# rules at once in a copy of the session's tiny run (every upstream output is there and
-# --allowed-rules keeps Snakemake to these three jobs), and a watcher disturbs them:
+# One `snakemake --profile slurm --profile NODE` run (NODE without `retries`, so profiles/slurm's
+# `retries: 2` applies) trains three rules at once in a copy of the session's tiny run (every
+# upstream output is there and --allowed-rules keeps Snakemake to these three jobs), and a
+# watcher disturbs them:
 #   regpt_stage1            scancel once it has a checkpoint: the retry must resume from it
 #   selfmem_train_generator scontrol requeue once it has a checkpoint: the same job id runs
 #                           again (SLURM holds it for AuthInfo=cred_expire) and resumes
@@ -226,12 +260,12 @@ SACCT_FIELDS = ["JobID", "Comment", "State", "ReqMem", "MaxRSS", "Elapsed", "Exi
 
 
 def fault_profile(tmp_path: Path) -> Path:
-    """The test profile with profiles/slurm's retries and attempt-scaled memory; one CPU per
-    job so that all three fit the 4-CPU node at once (GPU jobs: 1 of the node's 2 fake GPUs)."""
-    real = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    """The node profile without `retries` (profiles/slurm's apply) and with attempt-scaled
+    memory; one CPU per job so that all three fit the 4-CPU node at once (GPU jobs: 1 of the
+    node's 2 fake GPUs)."""
     out = make_test_profile(tmp_path)
     prof = yaml.safe_load((out / "config.yaml").read_text())
-    prof["retries"] = real["retries"]
+    del prof["retries"]
     res = prof["set-resources"]
     for rule in ("regpt_stage1", "selfmem_train_generator"):
         res[rule].update(cpus_per_gpu=1, mem_mb="1000 * attempt")
@@ -303,7 +337,7 @@ def resumed_step(log: Path) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def faults(slurm, tiny_run, tmp_path_factory):
+def faults(slurm, profile_env, tiny_run, tmp_path_factory):
     """Run the three rules on the cluster, disturb them, return what happened."""
     tmp = tmp_path_factory.mktemp("slurm-faults")
     wd = tmp / "run"
@@ -312,6 +346,8 @@ def faults(slurm, tiny_run, tmp_path_factory):
         shutil.rmtree(wd / out, ignore_errors=True)
         shutil.rmtree(wd / work, ignore_errors=True)
     cmd = snakemake_cmd(
+        "--profile",
+        "slurm",
         "--profile",
         str(fault_profile(tmp)),
         "--allowed-rules",
@@ -325,7 +361,7 @@ def faults(slurm, tiny_run, tmp_path_factory):
     t0 = time.time()
     events: dict[str, dict] = {}
     with open(tmp / "snakemake.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=wd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=wd, stdout=log, stderr=subprocess.STDOUT, env=profile_env)
         try:
             # scancel stage 1 and requeue the generator, each once, when it has a checkpoint
             actions = {
