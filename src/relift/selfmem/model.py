@@ -419,6 +419,9 @@ class CopyMBartForConditionalGeneration(_CustomEncoderOutputs, MBartForCondition
     ``log p`` (so softmax/log-softmax of them give ``p`` back and HF beam search is unchanged)."""
 
     config_class = CopyMBartConfig
+    # generate: the copy head's keys of the encoder states once per call (False: every step,
+    # as a plain forward does; bench/bench_candidates.py's baseline)
+    cache_copy_keys = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -492,7 +495,7 @@ class CopyMBartForConditionalGeneration(_CustomEncoderOutputs, MBartForCondition
         model_kwargs["encoder_outputs"] = CopyEncoderOutput(
             last_hidden_state=enc.last_hidden_state,
             source_ids=inputs_tensor,
-            copy_keys=self.copy_key(enc.last_hidden_state),
+            copy_keys=self.copy_key(enc.last_hidden_state) if self.cache_copy_keys else None,
         )
         return model_kwargs
 
