@@ -123,6 +123,7 @@ rule regpt_baseline:
     input:
         code(
             "regpt/baseline.py",
+            "regpt/token_lm.py",
             "regpt/train.py",
             "regpt/model.py",
             "regpt/data.py",
@@ -171,6 +172,7 @@ rule regpt_evaluate:
         code(
             "regpt/evaluate.py",
             "regpt/model.py",
+            "regpt/token_lm.py",
             "regpt/data.py",
             "regpt/losses.py",
             "regpt/floors.py",
@@ -215,7 +217,11 @@ rule regpt_generate:
     """
     input:
         code(
-            "regpt/generate.py", "regpt/model.py", "regpt/data.py", "regpt/evaluate.py"
+            "regpt/generate.py",
+            "regpt/model.py",
+            "regpt/token_lm.py",
+            "regpt/data.py",
+            "regpt/evaluate.py",
         ),
         model="results/regpt/stage2",
         baseline="results/regpt/baseline",

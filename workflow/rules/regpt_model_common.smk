@@ -43,11 +43,13 @@ def contrastive_flags(section):
 
 
 def baseline_flags():
-    """Token LM: explicit steps (0 = match ReGPT's tokens), a retrained vocabulary, dev curve."""
+    """Token LM: explicit steps (0 = match ReGPT's tokens), a retrained vocabulary, the output
+    bias, dev curve."""
     c = RG["baseline"]
     return (
         f"--steps {c['steps']} --vocab-size {c['vocab_size']}"
-        f" --dev-chunks {c['dev_chunks']}"
+        + (" --output-bias" if c["output_bias"] else " --no-output-bias")
+        + f" --dev-chunks {c['dev_chunks']}"
     )
 
 

@@ -9,6 +9,10 @@ steps is the target divided by the mean tokens per batch of the bucketed batch p
 ``--steps N`` sets the number of optimizer updates directly instead (an equal-compute comparison:
 a step count calibrated to ReGPT's wall-clock; the measured seconds of both are recorded).
 
+``--output-bias`` gives the LM head a learned bias initialised to the add-one smoothed log unigram
+frequencies of the training tokens (``relift.regpt.token_lm``; the head start ReGPT's phrase bias
+has): the model starts as the unigram model instead of uniform over the vocabulary.
+
 ``--vocab-size N`` (0 = the base tokenizer as is) retrains the base tokenizer's BPE on the
 training split into N word-internal tokens (Metaspace pre-tokenizer, as SentencePiece splits
 words): a smaller softmax, cheaper on a CPU. ``--dev`` / ``--dev-chunks`` evaluate bits per byte
@@ -82,6 +86,13 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="retrain the base tokenizer to N word-internal tokens on --train (0 = as is)",
     )
+    ap.add_argument(
+        "--output-bias",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="a learned bias on the LM head, initialised to the log unigram frequencies of the "
+        "training tokens (add-one), as ReGPT's phrase bias (default: %(default)s)",
+    )
     m = ap.add_argument_group("model (same backbone as ReGPT)")
     m.add_argument("--hidden", type=int, default=256)
     m.add_argument("--layers", type=int, default=4)
@@ -93,9 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from transformers import LlamaForCausalLM
-
     from relift.regpt.model import llama_config
+    from relift.regpt.token_lm import build_token_lm, log_unigram
     from relift.regpt.tokenizer import load_base_tokenizer
 
     target = target_tokens(args) if not args.steps else 0
@@ -126,17 +136,20 @@ def main(argv: list[str] | None = None) -> None:
         args.max_positions,
         vocab_size=len(tok),
     )
-    model = LlamaForCausalLM(config)
+    # with --output-bias: start from the unigram model of the training tokens
+    prior = log_unigram(wins, len(tok)) if args.output_bias else None
+    model = build_token_lm(config, args.output_bias, prior)
     n_params = sum(p.numel() for p in model.parameters())
     LOG.info(
         "baseline: %d chunks -> %d windows, %.1f tokens/batch; target %d tokens -> %d steps; "
-        "%.2fM parameters",
+        "%.2fM parameters; output bias %s",
         len(texts),
         len(wins),
         per_batch,
         target,
         steps,
         n_params / 1e6,
+        "on (log unigram)" if args.output_bias else "off",
     )
 
     from relift.regpt.evaluate import dev_eval_fn, eval_causal_lm
@@ -169,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             "chunks": len(texts),
             "windows": len(wins),
             "parameters": n_params,
+            "output_bias": args.output_bias,
             "start_eval": start_eval,
             "last_eval": res.last_metrics,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

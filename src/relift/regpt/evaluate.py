@@ -14,7 +14,8 @@ ReGPT (a model folder with ``config.json`` of type relift-regpt):
 * ``inbatch_loss``: the original's contrastive loss (stage-1 in-batch candidates, 1 pool negative
   per position, seeded) on the same batches, for reference: it depends on the batch size.
 
-Baseline (a ``LlamaForCausalLM`` folder): next-token ``acc@1``/``acc@10`` (over its own 32k
+Baseline (a ``LlamaForCausalLM`` folder, or ``relift-token-lm`` with its output bias, loaded
+by ``relift.regpt.token_lm.load_token_lm``): next-token ``acc@1``/``acc@10`` (over its own 32k
 tokens: not comparable with phrase accuracy), ``nll_per_token`` and ``bits_per_byte``.
 
 ``<eos>`` is never a target; an ``<unk>`` in the text is scored like any token and counted.
@@ -253,11 +254,11 @@ def main(argv: list[str] | None = None) -> None:
         tot = eval_regpt(model, wins, args.batch_size, args.table_chunk, loss_fn, device)
         kind, units = "regpt", f"phrases ({model.num_phrases:,} in the table)"
     else:
-        from transformers import LlamaForCausalLM
+        from relift.regpt.token_lm import load_token_lm
 
         try:
-            model = LlamaForCausalLM.from_pretrained(str(folder)).to(device)
-        except Exception as err:
+            model = load_token_lm(folder, device)
+        except InputError as err:
             raise InputError(f"not a ReGPT or Llama model folder ({err})", path=folder) from None
         tot = eval_causal_lm(model, wins, args.batch_size, device)
         kind, units = "baseline", f"tokens ({model.config.vocab_size:,} in the vocabulary)"

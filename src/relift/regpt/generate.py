@@ -325,8 +325,6 @@ def main(argv: list[str] | None = None) -> None:
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
-    from transformers import AutoTokenizer
-
     from relift.regpt.model import ReGPT, load_tokenizer
 
     model = ReGPT.from_pretrained(args.model, args.phrase_embeddings, device=device)
@@ -346,10 +344,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not args.baseline:
         return
-    from transformers import LlamaForCausalLM
+    from relift.regpt.token_lm import load_token_lm
 
-    base = LlamaForCausalLM.from_pretrained(str(args.baseline)).to(device).eval()
-    btok = AutoTokenizer.from_pretrained(str(args.baseline))
+    base = load_token_lm(args.baseline, device)  # a biased head (output_bias) loads with it
+    btok = load_tokenizer(args.baseline)
     brecs, btiming = decode_all(base, btok, prompts, args)
     for r in brecs:
         r["tokens"] = r.pop("phrases")

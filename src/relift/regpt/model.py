@@ -331,10 +331,14 @@ def register_config():
 
 def load_tokenizer(folder: str | os.PathLike):
     """The tokenizer of a model or tokenizer folder (ReGPT, the token LM, the phrase tokenizer),
-    read with ReGPT's config class registered (no model-type warning)."""
+    read with ReGPT's and the biased token LM's config classes registered (no model-type warning,
+    no unknown model type)."""
     from transformers import AutoTokenizer
 
+    from relift.regpt.token_lm import register
+
     register_config()
+    register()
     return AutoTokenizer.from_pretrained(str(folder))
 
 

@@ -88,6 +88,7 @@ def code_hash() -> str:
     for rel in (
         "regpt/train.py",
         "regpt/baseline.py",
+        "regpt/token_lm.py",
         "regpt/model.py",
         "regpt/losses.py",
         "regpt/data.py",
