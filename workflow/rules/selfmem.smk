@@ -128,9 +128,7 @@ rule selfmem_train_generator:
         ffn_dim=SM_GEN["ffn_dim"],
         dropout=SM_GEN["dropout"],
         attention_dropout=SM_GEN["attention_dropout"],
-        layer_flags=(" --post-ln" if not SM_GEN["pre_ln"] else "")
-        + (" --copy" if SM_GEN["copy"] else "")
-        + f" --positions {SM_GEN['positions']}",
+        layer_flags=sm_layer_flags,
         max_tokens=SM_GEN["max_tokens"],
         closest_share=SM_GEN["memory_closest_share"],
         noise_share=SM_GEN["memory_noise_share"],
