@@ -87,36 +87,46 @@ def _write(path, lines):
     return str(path)
 
 
-def test_table_cli(tmp_path):
+def _toy_task(tmp_path) -> tuple[list[str], dict]:
+    """Train/dev/test splits of the toy task, each example's top hit its own index (a fuzzy match
+    of 1.0), the BM25 memory (each reference's first 4 words); -> (the table CLI's data
+    arguments, the output paths)."""
     srcs = [f"source number {i} with words" for i in range(len(REFS))]
     for s in ("train", "dev", "test"):
         with open(tmp_path / f"{s}.jsonl", "w", encoding="utf-8") as fh:
             for src, trg in zip(srcs, REFS, strict=True):
                 fh.write(json.dumps({"src": src, "trg": trg}) + "\n")
-        # hits: each example's own index in train (so the fuzzy match is 1.0 for all)
         _write(tmp_path / f"{s}.hits.jsonl", [json.dumps({"ids": [i]}) for i in range(len(REFS))])
     mem = _write(tmp_path / "mem.txt", cut(4))
+    argv = ["table", "--task", "toy", "--train", str(tmp_path / "train.jsonl")]
+    for s in ("dev", "test"):
+        argv += [f"--{s}", str(tmp_path / f"{s}.jsonl"), f"--memory-{s}", mem]
+        argv += [f"--hits-{s}", str(tmp_path / f"{s}.hits.jsonl")]
+    return argv, {k: tmp_path / f"cmp.{k}" for k in ("json", "csv", "html")}
+
+
+def _run_table(argv, out, tail):
+    argv = argv + tail + ["--vanilla", "vanilla (no memory)", "--reference", "joint + BM25 memory"]
+    argv += ["--resamples", "100"]
+    for k, p in out.items():
+        argv += [f"--output-{k}", str(p)]
+    assert run_cli(compare.main, argv) == 0
+    return json.loads(out["json"].read_text()), argv
+
+
+def test_table_cli(tmp_path):
+    base, out = _toy_task(tmp_path)
     joint = _write(tmp_path / "joint.txt", cut(5))
     vanilla = _write(tmp_path / "vanilla.txt", cut(2))
     collapsed = _write(tmp_path / "collapsed.txt", [REFS[0]] * len(REFS))
     oracle = _write(tmp_path / "oracle.txt", REFS)
     it1 = _write(tmp_path / "it1.txt", cut(3))
-    out = {k: tmp_path / f"cmp.{k}" for k in ("json", "csv", "html")}
-    argv = ["table", "--task", "toy", "--train", str(tmp_path / "train.jsonl")]
-    for s in ("dev", "test"):
-        argv += [f"--{s}", str(tmp_path / f"{s}.jsonl"), f"--memory-{s}", mem]
-        argv += [f"--hits-{s}", str(tmp_path / f"{s}.hits.jsonl")]
-    argv += ["--row", f"vanilla (no memory)|generator|{vanilla}|{vanilla}"]
-    argv += ["--row", f"joint + BM25 memory|generator|{joint}|{joint}"]
-    argv += ["--row", f"joint + empty memory|diagnostic|{collapsed}|{collapsed}"]
-    argv += ["--row", f"joint + reference as memory (ORACLE)|oracle|{oracle}|{oracle}"]
-    argv += ["--loop", f"joint selfmem|loop|{it1},{oracle}|{it1},{it1}"]
-    argv += ["--vanilla", "vanilla (no memory)", "--reference", "joint + BM25 memory"]
-    argv += ["--resamples", "100"]
-    for k, p in out.items():
-        argv += [f"--output-{k}", str(p)]
-    assert run_cli(compare.main, argv) == 0
-    t = json.loads(out["json"].read_text())
+    tail = ["--row", f"vanilla (no memory)|generator|{vanilla}|{vanilla}"]
+    tail += ["--row", f"joint + BM25 memory|generator|{joint}|{joint}"]
+    tail += ["--row", f"joint + empty memory|diagnostic|{collapsed}|{collapsed}"]
+    tail += ["--row", f"joint + reference as memory (ORACLE)|oracle|{oracle}|{oracle}"]
+    tail += ["--loop", f"joint selfmem|loop|{it1},{oracle}|{it1},{it1}"]
+    t, argv = _run_table(base, out, tail)
     rows = {(r["split"], r["label"].split(" (iteration")[0]): r for r in t["rows"]}
     assert t["collapsed"] == ["joint + empty memory"]
     assert rows[("test", "joint + empty memory")]["collapsed"] is True
@@ -143,31 +153,15 @@ def test_table_cli(tmp_path):
 
 def test_table_cli_seeds(tmp_path):
     """Rows with one output file per seed: mean and sd over seeds, per-seed loop iterations."""
-    srcs = [f"source number {i} with words" for i in range(len(REFS))]
-    for s in ("train", "dev", "test"):
-        with open(tmp_path / f"{s}.jsonl", "w", encoding="utf-8") as fh:
-            for src, trg in zip(srcs, REFS, strict=True):
-                fh.write(json.dumps({"src": src, "trg": trg}) + "\n")
-        _write(tmp_path / f"{s}.hits.jsonl", [json.dumps({"ids": [i]}) for i in range(len(REFS))])
-    mem = _write(tmp_path / "mem.txt", cut(4))
+    base, out = _toy_task(tmp_path)
     j0, j1 = _write(tmp_path / "j0.txt", cut(5)), _write(tmp_path / "j1.txt", cut(3))
     v0, v1 = _write(tmp_path / "v0.txt", cut(2)), _write(tmp_path / "v1.txt", cut(3))
     oracle = _write(tmp_path / "oracle.txt", REFS)
-    out = {k: tmp_path / f"cmp.{k}" for k in ("json", "csv", "html")}
-    argv = ["table", "--task", "toy", "--train", str(tmp_path / "train.jsonl")]
-    for s in ("dev", "test"):
-        argv += [f"--{s}", str(tmp_path / f"{s}.jsonl"), f"--memory-{s}", mem]
-        argv += [f"--hits-{s}", str(tmp_path / f"{s}.hits.jsonl")]
-    argv += ["--row", f"vanilla (no memory)|generator|{v0};{v1}|{v0};{v1}"]
-    argv += ["--row", f"joint + BM25 memory|generator|{j0};{j1}|{j0};{j1}"]
+    tail = ["--row", f"vanilla (no memory)|generator|{v0};{v1}|{v0};{v1}"]
+    tail += ["--row", f"joint + BM25 memory|generator|{j0};{j1}|{j0};{j1}"]
     # seed 1 picks iteration 2 (the oracle file) on dev, seed 2 iteration 1
-    argv += ["--loop", f"joint selfmem|loop|{j1},{oracle};{oracle},{j1}|{j1},{j0};{j0},{j1}"]
-    argv += ["--vanilla", "vanilla (no memory)", "--reference", "joint + BM25 memory"]
-    argv += ["--resamples", "100"]
-    for k, p in out.items():
-        argv += [f"--output-{k}", str(p)]
-    assert run_cli(compare.main, argv) == 0
-    t = json.loads(out["json"].read_text())
+    tail += ["--loop", f"joint selfmem|loop|{j1},{oracle};{oracle},{j1}|{j1},{j0};{j0},{j1}"]
+    t, argv = _run_table(base, out, tail)
     assert t["seeds"] == 2
     rows = {(r["split"], r["label"]): r for r in t["rows"]}
     joint = rows[("test", "joint + BM25 memory")]
