@@ -114,3 +114,11 @@ def fixture_tm_wheels(folder: Path) -> Path:
         folder, "relift_fixture", {"relift_fixture/locale/de/LC_MESSAGES/app.mo": make_mo(pairs)}
     )
     return folder
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    """One JSON object per line; returns ``path``."""
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from helpers import write_jsonl
 
 from relift.io import InputError, run_cli
 from relift.selfmem import scratch_encoder as se
@@ -69,14 +70,9 @@ def test_scratch_encoder_initialisation_follows_the_seed(task_tokenizer):
         se.build_scratch_encoder(tok, hidden=15, layers=1, heads=2, intermediate=8)
 
 
-def _write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def test_selector_trains_and_scores_with_the_scratch_encoder(scratch, tmp_path):
-    data = _write(tmp_path / "train.jsonl", [{"en": s, "fr": t} for s, t in zip(EN, FR)])
-    cands = _write(
+    data = write_jsonl(tmp_path / "train.jsonl", [{"en": s, "fr": t} for s, t in zip(EN, FR)])
+    cands = write_jsonl(
         tmp_path / "cands.jsonl",
         [
             {"id": i, "candidates": [f"le numéro {i}", FR[i], "tout autre chose"], "scores": []}

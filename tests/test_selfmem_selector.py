@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from helpers import write_jsonl
 
 from relift.io import run_cli
 from relift.selfmem import selector as sel
@@ -112,16 +113,11 @@ def test_pick_takes_the_candidate_of_the_right_input():
     assert sel.pick([["a", "b"]], [[0.5, 0.5]]) == ["a"]
 
 
-def _write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def test_train_and_score_cli(tiny_encoder, tmp_path):
     srcs = [f"message number {i} was sent" for i in range(12)]
     refs = [f"Nachricht Nummer {i} wurde gesendet" for i in range(12)]
-    data = _write(tmp_path / "train.jsonl", [{"src": s, "trg": t} for s, t in zip(srcs, refs)])
-    cands = _write(
+    data = write_jsonl(tmp_path / "train.jsonl", [{"src": s, "trg": t} for s, t in zip(srcs, refs)])
+    cands = write_jsonl(
         tmp_path / "cands.jsonl",
         [
             {"id": i, "candidates": [f"Nummer {i}", refs[i], "ganz anders"], "scores": []}
@@ -161,8 +157,8 @@ def test_train_and_score_cli(tiny_encoder, tmp_path):
 
 
 def test_train_cli_rejects_misaligned_candidates(tiny_encoder, tmp_path, capsys):
-    data = _write(tmp_path / "d.jsonl", [{"src": "a", "trg": "b"}] * 3)
-    cands = _write(
+    data = write_jsonl(tmp_path / "d.jsonl", [{"src": "a", "trg": "b"}] * 3)
+    cands = write_jsonl(
         tmp_path / "c.jsonl",
         [{"id": i, "candidates": ["x", "y"]} for i in (0, 2, 1)],  # out of order
     )
