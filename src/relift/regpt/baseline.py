@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from relift.io import LOG, InputError, require_file, run_cli, save_tokenizer
 from relift.regpt import data as D
 from relift.regpt.losses import IGNORE
-from relift.regpt.train import add_data_args, fingerprint, finish_output
+from relift.regpt.train import add_data_args, args_record, fingerprint, finish_output
 from relift.train import loop as L
 
 
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     add_data_args(ap)
     L.add_train_args(ap, optimizer="lamb", lr=5e-3, max_steps=1)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cfg = L.config_from_args(args, micro_batch_size=args.batch_size)  # max_steps: below
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     from relift.regpt.model import llama_config
     from relift.regpt.token_lm import build_token_lm, log_unigram
     from relift.regpt.tokenizer import load_base_tokenizer
@@ -121,10 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     batches = L.BucketedBatches(
         [len(w) for w in wins],
         args.batch_size,
-        args.seed,
+        cfg.seed,
         lambda idx: D.collate([wins[i] for i in idx], pad_to=8),
     )
-    steps = args.steps or steps_for_tokens(batches, wins, target, args.grad_accum)
+    steps = args.steps or steps_for_tokens(batches, wins, target, cfg.grad_accum)
     per_batch = D.count_targets(wins) / len(batches)
     cfg = L.config_from_args(args, max_steps=steps, micro_batch_size=args.batch_size)
     L.seed_everything(cfg.seed)
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             "output_bias": args.output_bias,
             "start_eval": start_eval,
             "last_eval": res.last_metrics,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "args": args_record(args),
         }
 
         def write(tmp):

@@ -63,6 +63,15 @@ RUN_ONLY = {
 }
 
 
+def args_record(args: argparse.Namespace) -> dict:
+    """The parsed arguments as JSON values (paths as strings; argparse internals left out)."""
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if not k.startswith("_")
+    }
+
+
 def fingerprint(args: argparse.Namespace, *inputs) -> dict:
     """The run's identity for resuming: its hyperparameters and the size/mtime of its inputs."""
 
@@ -71,11 +80,7 @@ def fingerprint(args: argparse.Namespace, *inputs) -> dict:
         files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
         return [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files if f.exists()]
 
-    hp = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in vars(args).items()
-        if k not in RUN_ONLY
-    }
+    hp = {k: v for k, v in args_record(args).items() if k not in RUN_ONLY}
     return {"args": hp, "inputs": [stamp(p) for p in inputs if p], "code": code_hash()}
 
 
@@ -92,7 +97,7 @@ def code_hash() -> str:
         "regpt/model.py",
         "regpt/losses.py",
         "regpt/data.py",
-        "train/loop.py",
+        *sorted(str(p.relative_to(root)) for p in (root / "train").glob("*.py")),
     ):
         h.update((root / rel).read_bytes())
     return h.hexdigest()[:16]
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
             "bytes": round(res.tokens * bytes_per_target),
             "start_eval": start_eval,
             "last_eval": res.last_metrics,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "args": args_record(args),
         }
         if args.stage == 2:  # tokens of the whole ReGPT training so far (stage 1 + stage 2)
             prev = args.init / "train_info.json"
