@@ -64,37 +64,25 @@ import torch
 
 from relift.io import LOG, InputError
 from relift.train import checkpoint as ckpt
-from relift.train.batches import BucketedBatches
-from relift.train.config import LOG_POINTS, TrainConfig, add_train_args, config_from_args
+from relift.train.batches import BucketedBatches as BucketedBatches  # re-exported (the API)
+from relift.train.config import LOG_POINTS, TrainConfig
+from relift.train.config import add_train_args as add_train_args
+from relift.train.config import config_from_args as config_from_args
 from relift.train.metrics import MetricsWriter, log_window
-from relift.train.optimizer import Lamb, lr_factor, make_optimizer, make_scheduler
+from relift.train.optimizer import Lamb as Lamb
+from relift.train.optimizer import lr_factor as lr_factor
+from relift.train.optimizer import make_optimizer as make_optimizer
+from relift.train.optimizer import make_scheduler as make_scheduler
 from relift.train.runtime import (
     enable_gradient_checkpointing,
     make_accelerator,
     optimizer_and_scheduler,
-    seed_everything,
     to_device,
     unwrap,
 )
+from relift.train.runtime import seed_everything as seed_everything
 
 STOP_EXIT_CODE = 75  # --stop-after: "interrupted on purpose" (EX_TEMPFAIL)
-
-__all__ = [  # the loop's API (the helpers live in the modules named in the docstring)
-    "LOG_POINTS",
-    "STOP_EXIT_CODE",
-    "BucketedBatches",
-    "Lamb",
-    "TrainConfig",
-    "TrainResult",
-    "add_train_args",
-    "config_from_args",
-    "lr_factor",
-    "make_optimizer",
-    "make_scheduler",
-    "seed_everything",
-    "train",
-    "unwrap",
-]
 
 
 @dataclass
