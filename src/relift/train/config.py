@@ -118,14 +118,22 @@ def add_train_args(ap: argparse.ArgumentParser, **defaults) -> None:
     ap.set_defaults(**{_DEFAULTS_DEST: defaults})
 
 
-def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, *classes, **overrides):
     """The :class:`TrainConfig` of parsed ``args`` (dataclass default < CLI default < ``--settings``
-    < flag < ``overrides``), validated. The settings with a flag are also written back into
-    ``args`` (before ``overrides``), so that code reading ``args.seed`` sees the resolved value."""
-    cfg = settings_from_args(args, TrainConfig, defaults=getattr(args, _DEFAULTS_DEST, None))
-    for f in dataclasses.fields(cfg):
-        if f.name not in NO_FLAG:
-            setattr(args, f.name, getattr(cfg, f.name))
-    cfg = dataclasses.replace(cfg, **overrides)
+    < flag < ``overrides``), validated.
+
+    ``classes``: the CLI's other settings classes (added with :func:`relift.settings.add_settings`,
+    sharing its ``--settings`` JSON); then ``(config, *their instances)`` is returned. Every
+    setting with a flag is also written back into ``args`` (before ``overrides``), so that code
+    reading ``args.seed`` sees the resolved value."""
+    found = settings_from_args(
+        args, TrainConfig, *classes, defaults=getattr(args, _DEFAULTS_DEST, None)
+    )
+    found = found if classes else (found,)
+    for inst in found:
+        for f in dataclasses.fields(inst):
+            if f.name not in NO_FLAG:
+                setattr(args, f.name, getattr(inst, f.name))
+    cfg = dataclasses.replace(found[0], **overrides)
     cfg.validate()
-    return cfg
+    return (cfg, *found[1:]) if classes else cfg
