@@ -19,7 +19,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # DeepSpeed's JIT-compiled ops (the CPU comm op of the ZeRO-2 tests) are built once, here
 export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 
-.PHONY: install deepspeed-ops install-profile uninstall-profile demo test test-fast lint format dag rulegraph bench profile clean
+.PHONY: install deepspeed-ops install-profile uninstall-profile demo test test-fast lint format dag rulegraph bench gpu-wheels profile clean
 
 install: $(VENV)/.installed deepspeed-ops install-profile
 
@@ -95,6 +95,12 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_bm25.py
 	$(BIN)/python bench/bench_candidates.py
 	$(BIN)/python bench/bench_dag.py
+
+# bench/wheels/: what bench/gpu_smoke.sh installs on an offline CUDA machine (its image has torch,
+# transformers and accelerate), for that machine's Python (tools/gpu_wheels.py --help)
+GPU_PYTHON ?= 3.12
+gpu-wheels: $(VENV)/.installed
+	$(BIN)/python tools/gpu_wheels.py --dest bench/wheels --python-version $(GPU_PYTHON)
 
 clean:
 	rm -rf results .snakemake

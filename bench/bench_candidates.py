@@ -11,7 +11,7 @@ head's keys computed once per call, bf16 on CUDA. The baseline is
 the straightforward loop: batches in input order, ``model.generate`` with the generator's
 fixed ``max_target_length`` budget. Both decode the same inputs with the same beams and return
 the same number of candidates. On a GPU, compare with the HF generate figure of
-../shared/reference/gpu-anchors.md (53 sentences/s, Transformer-base, beam 50 returning 50):
+bench/ANCHORS.md (53 sentences/s, Transformer-base, beam 50 returning 50):
 the model and beam differ, so the printed ratio is a rough reference only.
 """
 
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"same best candidate: {same:.0%}")
     if gen.device.type == "cuda":
         print(
-            f"vs gpu-anchors HF generate figure ({ANCHOR_SENT_PER_S:.0f}/s): {len(src) / t_ours / ANCHOR_SENT_PER_S:.2f}x"
+            f"vs the HF generate figure of bench/ANCHORS.md ({ANCHOR_SENT_PER_S:.0f}/s): {len(src) / t_ours / ANCHOR_SENT_PER_S:.2f}x"
         )
 
 

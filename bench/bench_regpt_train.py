@@ -9,7 +9,7 @@ the ratio ReGPT / baseline (target >= 0.85).
 
 Sizes:
   --size tiny    (default, CPU-friendly) 4 layers, d 256, seq 128, batch 16; table 32,000 x 384
-  --size anchor  gpu-anchors.md's LM-training line: 12 layers, d 768, seq 1024, batch 16
+  --size anchor  bench/ANCHORS.md's LM-training line: 12 layers, d 768, seq 1024, batch 16
                  (134M parameters with a 32k vocabulary) on CUDA; table 1,000,000 x 768 (paper)
 
   python bench/bench_regpt_train.py [--size tiny|anchor] [--steps N] [--json out.json]
@@ -78,7 +78,7 @@ def main() -> None:
     s = SIZES[args.size]
     cuda = torch.cuda.is_available()
     if args.size == "anchor" and not cuda:
-        raise SystemExit("--size anchor needs CUDA (gpu-anchors.md is an H100 figure)")
+        raise SystemExit("--size anchor needs CUDA (bench/ANCHORS.md holds an H100 figure)")
     dev = torch.device("cuda" if cuda else "cpu")
     steps = args.steps or (30 if args.size == "anchor" else 10)
     amp = (

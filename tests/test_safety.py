@@ -103,6 +103,14 @@ def evil_task(tmp: Path, rows: list[dict], trg_field: str) -> str:
 
 
 # --------------------------------------------------------------------------- shell quoting
+def carries_evil(token: str) -> int:
+    """How many times one shell argument carries EVIL: as itself, or as values of a
+    --settings JSON object (a config section passed whole)."""
+    if token.startswith("{"):
+        return sum(isinstance(v, str) and EVIL in v for v in json.loads(token).values())
+    return EVIL in token
+
+
 def test_config_strings_reach_shell_commands_quoted(tmp_path):
     """Every free-text config value (paths, field names, model names, the memory separator) is
     set to a value with spaces, quotes and `;`; every shell command of the dry run must carry it
@@ -140,7 +148,7 @@ selfmem:
             seen += 1
             tokens = shlex.split(line)
             assert "touch" not in tokens and ";" not in tokens, line
-            assert sum(EVIL in t for t in tokens) == line.count("PWNED"), line
+            assert sum(carries_evil(t) for t in tokens) == line.count("PWNED"), line
     assert seen >= 10, f"only {seen} commands carried the value:\n{out[-3000:]}"
     assert not (tmp_path / "PWNED").exists()
 

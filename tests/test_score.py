@@ -185,3 +185,11 @@ def test_console_script_entry_point():
         pytest.skip("the relift console script is not installed in this environment")
     res = subprocess.run([str(exe), "score", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--metrics" in res.stdout
+
+
+def test_primary_score_is_bleu_or_the_mean_rouge():
+    from relift.score import primary_score
+
+    assert primary_score({"bleu": {"score": 31.5}}, "bleu") == 31.5
+    rouge = {"rouge1": {"score": 40.0}, "rouge2": {"score": 20.0}, "rougeLsum": {"score": 30.0}}
+    assert primary_score({"rouge": rouge}, "rouge") == 30.0

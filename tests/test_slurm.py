@@ -249,7 +249,7 @@ FAULT_RULES = {  # rule -> (output, work dir of its checkpoints, log)
 # long enough to be caught between checkpoints (~0.5 s a step here), short enough for CI
 FAULT_OVERLAY = """\
 regpt:
-  stage1: {steps: 24, save_every: 2}
+  stage1: {max_steps: 24, save_every: 2}
 selfmem:
   generator: {max_steps: 16, eval_every: 2}
 """

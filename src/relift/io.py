@@ -172,6 +172,21 @@ def require_file(path: str | os.PathLike, what: str = "input file") -> Path:
     return p
 
 
+def read_lines(path: str | os.PathLike, what: str = "file", *, expected: int | None = None):
+    """A UTF-8 text file as a list of lines (blank lines kept: an empty memory is a valid line).
+
+    With ``expected``, the line count must match (e.g. outputs aligned with a split)."""
+    path = require_file(path, what)
+    out = [line for _, line in _lines(path)]
+    if expected is not None and len(out) != expected:
+        raise InputError(
+            f"{what} has {len(out)} lines but {expected} were expected (one per "
+            "example, aligned with the split)",
+            path=path,
+        )
+    return out
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):

@@ -19,17 +19,12 @@ import os
 import re
 from collections.abc import Sequence
 
-from relift.io import InputError, _lines, require_file
+from relift.io import InputError, read_lines
 
 METRICS = ("bleu", "chrf", "ter", "rouge")
 DEFAULT_METRICS = ("bleu", "chrf", "ter")
 # an output set with fewer distinct hypotheses than this share of its inputs has collapsed
 COLLAPSE_BELOW = 0.9
-
-
-def read_lines(path: str | os.PathLike, what: str) -> list[str]:
-    path = require_file(path, what)
-    return [line for _, line in _lines(path)]
 
 
 def _sacrebleu_metric(name: str):
@@ -101,6 +96,15 @@ def score(
             )
         out[m] = rec
     return out
+
+
+def primary_score(result: dict, metric: str) -> float:
+    """The one number outputs are ranked by, from a :func:`score` result: BLEU (``metric``
+    "bleu"), or the mean of ROUGE-1, ROUGE-2 and ROUGE-Lsum ("rouge")."""
+    if metric == "bleu":
+        return float(result["bleu"]["score"])
+    r = result["rouge"]
+    return (r["rouge1"]["score"] + r["rouge2"]["score"] + r["rougeLsum"]["score"]) / 3
 
 
 def diversity(hyps: Sequence[str]) -> dict:

@@ -12,10 +12,29 @@ os.environ.update(PYTHONPATH=str(SRC.parent))
 os.environ["PATH"] = os.pathsep.join(
     (str(Path(sys.executable).parent), os.environ["PATH"])
 )
+# this checkout's package, for the helpers rules share with it (relift.settings is stdlib-only)
+sys.path.insert(0, str(SRC.parent))
+from relift.settings import settings_json
+
 SPLITS = ["train", "dev", "test"]
-LM = config["data"]["lm"]
-TM = config["data"]["translation_memory"]
-RG = config["regpt"]
+LM_DATA = config["data"]["lm"]
+TM_DATA = config["data"]["translation_memory"]
+REGPT = config["regpt"]
+
+
+# the shared training loop (relift.train): code inputs of every training rule
+TRAIN_LOOP = [
+    f"train/{m}.py"
+    for m in (
+        "config",
+        "optimizer",
+        "batches",
+        "runtime",
+        "checkpoint",
+        "metrics",
+        "loop",
+    )
+]
 
 
 def code(*modules):
@@ -25,21 +44,21 @@ def code(*modules):
 
 def lm_split(wildcards):
     """The raw language-model corpus of one split: sotu (built) or the user's files."""
-    if LM["source"] == "sotu":
+    if LM_DATA["source"] == "sotu":
         return f"results/data/lm/{wildcards.split}.jsonl"
-    return LM["files"][wildcards.split]
+    return LM_DATA["files"][wildcards.split]
 
 
 def lm_format():
-    return "jsonl" if LM["source"] == "sotu" else LM["files"]["format"]
+    return "jsonl" if LM_DATA["source"] == "sotu" else LM_DATA["files"]["format"]
 
 
 def lm_cleanup_flags():
     """Corpus cleanups, settings of the data source: sotu drops its bracketed transcript notes;
     the user's files get only what data.lm.files asks for."""
-    if LM["source"] == "sotu":
-        return " --drop-bracketed" if LM["sotu"]["drop_bracketed"] else ""
-    files = LM["files"]
+    if LM_DATA["source"] == "sotu":
+        return " --drop-bracketed" if LM_DATA["sotu"]["drop_bracketed"] else ""
+    files = LM_DATA["files"]
     return (" --wikitext-fix" if files["wikitext_fix"] else "") + (
         " --drop-bracketed" if files["drop_bracketed"] else ""
     )
@@ -47,7 +66,7 @@ def lm_cleanup_flags():
 
 def tm_wheels():
     """Folder of wheels holding German gettext catalogs: the user's, or downloaded."""
-    return TM["wheel_dir"] or "results/data/tm/wheels"
+    return TM_DATA["wheel_dir"] or "results/data/tm/wheels"
 
 
 def regpt_phrase_table():

@@ -12,9 +12,9 @@ rule sotu_corpus:
     conda:
         "../../envs/relift.yaml"
     params:
-        dev=LM["sotu"]["dev_speeches"],
-        test=LM["sotu"]["test_speeches"],
-        train=LM["sotu"]["train_speeches"],
+        dev=LM_DATA["sotu"]["dev_speeches"],
+        test=LM_DATA["sotu"]["test_speeches"],
+        train=LM_DATA["sotu"]["train_speeches"],
     shell:
         "python -m relift.data.sotu --out-dir results/data/lm --dev-speeches {params.dev}"
         " --test-speeches {params.test} --train-speeches {params.train} > {log:q} 2>&1"
@@ -33,7 +33,7 @@ rule tm_wheels:
     conda:
         "../../envs/relift.yaml"
     params:
-        pins=TM["pins"],
+        pins=TM_DATA["pins"],
     shell:
         "python -m relift.data.translation_memory download --out-dir {output:q}"
         " --pins {params.pins:q} > {log:q} 2>&1"
@@ -51,11 +51,11 @@ rule tm_corpus:
     conda:
         "../../envs/relift.yaml"
     params:
-        seed=TM["seed"],
-        dev=TM["dev_size"],
-        test=TM["test_size"],
-        min_words=TM["min_words"],
-        max_chars=TM["max_chars"],
+        seed=TM_DATA["seed"],
+        dev=TM_DATA["dev_size"],
+        test=TM_DATA["test_size"],
+        min_words=TM_DATA["min_words"],
+        max_chars=TM_DATA["max_chars"],
     shell:
         "python -m relift.data.translation_memory build --wheels {input.wheels:q}"
         " --out-dir results/data/tm --seed {params.seed} --dev-size {params.dev}"

@@ -7,22 +7,11 @@ include: "regpt_model_common.smk"
 
 
 rule regpt_stage1:
-    """ReGPT stage 1: a fresh decoder trained with in-batch negatives."""
+    """ReGPT stage 1: a fresh decoder trained with in-batch negatives. Stage 2 (below) is this
+    rule from the stage-1 model; the settings come as one JSON of regpt.model + the stage's
+    section (relift.regpt.settings and relift.train.TrainConfig read it)."""
     input:
-        code(
-            "regpt/train.py",
-            "regpt/model.py",
-            "regpt/losses.py",
-            "regpt/data.py",
-            "regpt/evaluate.py",
-            "train/loop.py",
-        ),
-        train="results/regpt/data/train",
-        dev="results/regpt/data/dev",
-        tokenizer="results/regpt/tokenizer",
-        embeddings="results/regpt/phrases_embeddings.npy",
-        neg_ids="results/regpt/negatives_ids.npy",
-        neg_scores="results/regpt/negatives_scores.npy",
+        **regpt_stage_inputs(start="results/regpt/tokenizer"),
     output:
         directory("results/regpt/stage1"),
     log:
@@ -33,89 +22,37 @@ rule regpt_stage1:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=RG["stage1"]["gpus"],
+        gpu=REGPT["stage1"]["gpus"],
         mem_mb=lambda wc, attempt: 6000 * attempt,
     params:
-        work="results/regpt/stage1.ckpt",
-        model=model_flags(),
-        max_len=RM["max_len"],
-        batch_size=RG["stage1"]["batch_size"],
-        negatives=RG["stage1"]["negatives"],
-        threshold=RG["stage1"]["threshold"],
-        temperature=RG["stage1"]["temperature"],
-        contrastive=contrastive_flags("stage1"),
-        phrase_bias="--phrase-bias" if RM["phrase_bias"] else "--no-phrase-bias",
-        dev_chunks=RG["stage1"]["dev_chunks"],
-        max_train_chunks=RG["stage1"]["max_train_chunks"],
-        loop=loop_flags("stage1"),
+        start="--stage 1 --tokenizer",
+        settings=regpt_settings("stage1"),
+        work=lambda wc, output: f"{output[0]}.ckpt",
         device=config["device"],
     shell:
-        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.train --stage 1 --tokenizer {input.tokenizer:q}"
-        " --phrase-embeddings {input.embeddings:q} --negatives-ids {input.neg_ids:q}"
-        " --negatives-scores {input.neg_scores:q} --train {input.train:q} --dev {input.dev:q}"
-        " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
-        " {params.model} {params.phrase_bias} --max-len {params.max_len}"
-        " --batch-size {params.batch_size}"
-        " --negatives {params.negatives} --threshold {params.threshold}"
-        " --temperature {params.temperature} {params.contrastive} {params.loop}"
-        " --device {params.device}"
-        " --threads {threads} --no-progress --no-keep-checkpoints --work-dir {params.work:q} --output {output:q}"
-        " > {log:q} 2>&1"
+        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.train"
+        " {params.start} {input.start:q} --phrase-embeddings {input.embeddings:q}"
+        " --negatives-ids {input.neg_ids:q} --negatives-scores {input.neg_scores:q}"
+        " --train {input.train:q} --dev {input.dev:q} --settings {params.settings:q}"
+        " --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
+        " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 
-rule regpt_stage2:
-    """ReGPT stage 2: continue from stage 1 with hard negatives from the pool."""
+use rule regpt_stage1 as regpt_stage2 with:
     input:
-        code(
-            "regpt/train.py",
-            "regpt/model.py",
-            "regpt/losses.py",
-            "regpt/data.py",
-            "regpt/evaluate.py",
-            "train/loop.py",
-        ),
-        init="results/regpt/stage1",
-        train="results/regpt/data/train",
-        dev="results/regpt/data/dev",
-        embeddings="results/regpt/phrases_embeddings.npy",
-        neg_ids="results/regpt/negatives_ids.npy",
-        neg_scores="results/regpt/negatives_scores.npy",
+        **regpt_stage_inputs(start="results/regpt/stage1"),
     output:
         directory("results/regpt/stage2"),
     log:
         "results/logs/regpt/stage2.log",
     benchmark:
         "results/benchmarks/regpt/stage2.tsv"
-    conda:
-        "../../envs/relift.yaml"
-    threads: config["threads"]
     resources:
-        gpu=RG["stage2"]["gpus"],
+        gpu=REGPT["stage2"]["gpus"],
         mem_mb=lambda wc, attempt: 6000 * attempt,
     params:
-        work="results/regpt/stage2.ckpt",
-        max_len=RM["max_len"],
-        batch_size=RG["stage2"]["batch_size"],
-        negatives=RG["stage2"]["negatives"],
-        in_device="--in-device" if RG["stage2"]["in_device"] else "--no-in-device",
-        threshold=RG["stage2"]["threshold"],
-        temperature=RG["stage2"]["temperature"],
-        contrastive=contrastive_flags("stage2"),
-        dev_chunks=RG["stage2"]["dev_chunks"],
-        max_train_chunks=RG["stage2"]["max_train_chunks"],
-        loop=loop_flags("stage2"),
-        device=config["device"],
-    shell:
-        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.train --stage 2 --init {input.init:q}"
-        " --phrase-embeddings {input.embeddings:q} --negatives-ids {input.neg_ids:q}"
-        " --negatives-scores {input.neg_scores:q} --train {input.train:q} --dev {input.dev:q}"
-        " --dev-chunks {params.dev_chunks} --max-train-chunks {params.max_train_chunks}"
-        " --max-len {params.max_len} --batch-size {params.batch_size}"
-        " --negatives {params.negatives} {params.in_device} --threshold {params.threshold}"
-        " --temperature {params.temperature} {params.contrastive} {params.loop}"
-        " --device {params.device}"
-        " --threads {threads} --no-progress --no-keep-checkpoints --work-dir {params.work:q} --output {output:q}"
-        " > {log:q} 2>&1"
+        start="--stage 2 --init",
+        settings=regpt_settings("stage2"),
 
 
 rule regpt_baseline:
@@ -124,11 +61,8 @@ rule regpt_baseline:
         code(
             "regpt/baseline.py",
             "regpt/token_lm.py",
-            "regpt/train.py",
-            "regpt/model.py",
-            "regpt/data.py",
             "regpt/tokenizer.py",
-            "train/loop.py",
+            *REGPT_TRAIN_CODE,
         ),
         train="results/regpt/data/train",
         dev="results/regpt/data/dev",
@@ -143,24 +77,17 @@ rule regpt_baseline:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=RG["baseline"]["gpus"],
+        gpu=REGPT["baseline"]["gpus"],
         mem_mb=lambda wc, attempt: 6000 * attempt,
     params:
-        work="results/regpt/baseline.ckpt",
-        base=RG["tokenizer"]["base"],
-        model=model_flags(),
-        max_len=RM["max_len"],
-        batch_size=RG["baseline"]["batch_size"],
-        max_train_chunks=RG["baseline"]["max_train_chunks"],
-        flags=baseline_flags(),
-        loop=loop_flags("baseline"),
+        base=REGPT["tokenizer"]["base"],
+        settings=regpt_settings("baseline"),
+        work=lambda wc, output: f"{output[0]}.ckpt",
         device=config["device"],
     shell:
-        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.baseline --base-tokenizer {params.base:q}"
-        " --match-tokens {input.regpt:q}/train_info.json --train {input.train:q}"
-        " --dev {input.dev:q} {params.flags}"
-        " --max-train-chunks {params.max_train_chunks} {params.model}"
-        " --max-len {params.max_len} --batch-size {params.batch_size} {params.loop}"
+        "python -m relift.launch --gpus {resources.gpu} -- relift.regpt.baseline"
+        " --base-tokenizer {params.base:q} --match-tokens {input.regpt:q}/train_info.json"
+        " --train {input.train:q} --dev {input.dev:q} --settings {params.settings:q}"
         " --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
         " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
@@ -178,7 +105,7 @@ rule regpt_evaluate:
             "regpt/floors.py",
         ),
         model="results/regpt/{run}",
-        split=f"results/regpt/data/{RG['evaluate']['split']}",
+        split=f"results/regpt/data/{REGPT['evaluate']['split']}",
         train="results/regpt/data/train",
         dev="results/regpt/data/dev",
     output:
@@ -193,15 +120,15 @@ rule regpt_evaluate:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=RG["evaluate"]["gpus"],
+        gpu=REGPT["evaluate"]["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         flags=regpt_eval_flags,
-        max_len=RM["max_len"],
-        max_chunks=RG["evaluate"]["max_chunks"],
-        batch_size=RG["evaluate"]["batch_size"],
-        table_chunk=RG["evaluate"]["table_chunk"],
-        seed=RG["evaluate"]["seed"],
+        max_len=REGPT_MODEL["max_len"],
+        max_chunks=REGPT["evaluate"]["max_chunks"],
+        batch_size=REGPT["evaluate"]["batch_size"],
+        table_chunk=REGPT["evaluate"]["table_chunk"],
+        seed=REGPT["evaluate"]["seed"],
         device=config["device"],
     shell:
         "python -m relift.regpt.evaluate --model {input.model:q} --split {input.split:q}"
@@ -226,7 +153,7 @@ rule regpt_generate:
         model="results/regpt/stage2",
         baseline="results/regpt/baseline",
         embeddings="results/regpt/phrases_embeddings.npy",
-        split=f"results/regpt/data/{RG['evaluate']['split']}",
+        split=f"results/regpt/data/{REGPT['evaluate']['split']}",
     output:
         samples="results/regpt/samples.jsonl",
         baseline_samples="results/regpt/samples_baseline.jsonl",
@@ -246,17 +173,17 @@ rule regpt_generate:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=RG["generate"]["gpus"],
+        gpu=REGPT["generate"]["gpus"],
     params:
-        num_prompts=RG["generate"]["num_prompts"],
-        prompt_words=RG["generate"]["prompt_words"],
-        max_new=RG["generate"]["max_new"],
-        max_bytes=RG["generate"]["max_bytes"],
-        strategy=RG["generate"]["strategy"],
-        temperature=RG["generate"]["temperature"],
-        top_k=RG["generate"]["top_k"],
-        top_p=RG["generate"]["top_p"],
-        seed=RG["generate"]["seed"],
+        num_prompts=REGPT["generate"]["num_prompts"],
+        prompt_words=REGPT["generate"]["prompt_words"],
+        max_new=REGPT["generate"]["max_new"],
+        max_bytes=REGPT["generate"]["max_bytes"],
+        strategy=REGPT["generate"]["strategy"],
+        temperature=REGPT["generate"]["temperature"],
+        top_k=REGPT["generate"]["top_k"],
+        top_p=REGPT["generate"]["top_p"],
+        seed=REGPT["generate"]["seed"],
         device=config["device"],
     shell:
         "python -m relift.regpt.generate --model {input.model:q}"
@@ -308,10 +235,10 @@ rule regpt_report:
     params:
         floors=(
             "--floors-of stage2 --floors-of baseline"
-            if RG["evaluate"]["floors"]
+            if REGPT["evaluate"]["floors"]
             else ""
         ),
-        budgets=" ".join(f"--budget {b}" for b in RG["evaluate"]["budgets"]),
+        budgets=" ".join(f"--budget {b}" for b in REGPT["evaluate"]["budgets"]),
     shell:
         "python -m relift.regpt.report"
         " --eval stage1={input.evals[0]:q} --eval stage2={input.evals[1]:q}"

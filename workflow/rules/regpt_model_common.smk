@@ -1,68 +1,38 @@
-# Helpers of workflow/rules/regpt_model.smk (config sections -> command-line flags, targets).
-import shlex
-
-RM = RG["model"]
-
-LOOP_KEYS = [
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "scheduler",
-    "warmup_steps",
-    "min_lr_ratio",
-    "grad_clip",
-    "grad_accum",
-    "precision",
-    "seed",
-    "save_every",
-    "eval_every",
+# Helpers of workflow/rules/regpt_model.smk (config sections -> settings JSON and flags, targets).
+REGPT_MODEL = REGPT["model"]
+# the training code of the ReGPT stages and the baseline (declared inputs: a change reruns them)
+REGPT_TRAIN_CODE = [
+    "regpt/train.py",
+    "regpt/settings.py",
+    "regpt/model.py",
+    "regpt/losses.py",
+    "regpt/data.py",
+    "regpt/evaluate.py",
+    *TRAIN_LOOP,
 ]
 
 
-def loop_flags(section):
-    """Flags of the shared training loop for one config section (every key is a param)."""
-    c = RG[section]
-    flags = [f"--max-steps {c['steps']}"] if "steps" in c else []
-    flags += ["--" + k.replace("_", "-") + f" {c[k]}" for k in LOOP_KEYS]
-    flags.append(
-        "--gradient-checkpointing"
-        if c["gradient_checkpointing"]
-        else "--no-gradient-checkpointing"
-    )
-    if c["deepspeed_config"]:
-        flags.append(f"--deepspeed-config {shlex.quote(c['deepspeed_config'])}")
-    return " ".join(flags)
+def regpt_stage_inputs(start):
+    """Inputs of a ReGPT training stage; ``start``: the tokenizer (stage 1) or the stage-1 model."""
+    return {
+        "code": code(*REGPT_TRAIN_CODE),
+        "start": start,
+        "train": "results/regpt/data/train",
+        "dev": "results/regpt/data/dev",
+        "embeddings": "results/regpt/phrases_embeddings.npy",
+        "neg_ids": "results/regpt/negatives_ids.npy",
+        "neg_scores": "results/regpt/negatives_scores.npy",
+    }
 
 
-def contrastive_flags(section):
-    """Candidate-set options of a ReGPT stage: the whole table, the logQ correction."""
-    c = RG[section]
-    return ("--full-table" if c["full_table"] else "--no-full-table") + (
-        " --logq" if c["logq"] else " --no-logq"
-    )
-
-
-def baseline_flags():
-    """Token LM: explicit steps (0 = match ReGPT's tokens), a retrained vocabulary, the output
-    bias, dev curve."""
-    c = RG["baseline"]
-    return (
-        f"--steps {c['steps']} --vocab-size {c['vocab_size']}"
-        + (" --output-bias" if c["output_bias"] else " --no-output-bias")
-        + f" --dev-chunks {c['dev_chunks']}"
-    )
-
-
-def model_flags():
-    return (
-        f"--hidden {RM['hidden']} --layers {RM['layers']} --heads {RM['heads']}"
-        f" --intermediate {RM['intermediate']} --max-positions {RM['max_positions']}"
-        + (
-            f" --pretrained-decoder {shlex.quote(RM['pretrained_decoder'])}"
-            if RM["pretrained_decoder"]
-            else ""
-        )
-    )
+def regpt_settings(section):
+    """regpt.model + regpt.<section> as one --settings JSON of relift.regpt.train (or .baseline):
+    the CLI's settings dataclasses and TrainConfig read it (gpus is the job's resource).
+    """
+    drop = ("gpus",)
+    if section == "baseline":  # ReGPT's own model options
+        drop += ("pretrained_decoder", "phrase_bias")
+    return settings_json({**REGPT_MODEL, **REGPT[section]}, drop=drop)
 
 
 def regpt_eval_inputs(wildcards):
@@ -78,13 +48,13 @@ def regpt_eval_inputs(wildcards):
 def regpt_eval_flags(wildcards, input):
     floors = ""
     # n-gram floors of each tokenization: stage 2's phrases (stage 1 has the same), the baseline's
-    if RG["evaluate"]["floors"] and wildcards.run != "stage1":
+    if REGPT["evaluate"]["floors"] and wildcards.run != "stage1":
         floors = f"--floors-train {input.train} --floors-dev {input.dev} "
     if wildcards.run == "baseline":
         return floors
     return floors + (
         f"--phrase-embeddings {input.embeddings} --negatives-ids {input.neg_ids}"
-        f" --negatives-scores {input.neg_scores} --threshold {RG['stage1']['threshold']}"
+        f" --negatives-scores {input.neg_scores} --threshold {REGPT['stage1']['threshold']}"
     )
 
 

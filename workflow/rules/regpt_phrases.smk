@@ -16,8 +16,8 @@ rule regpt_preprocess:
         "../../envs/relift.yaml"
     params:
         fmt=lm_format(),
-        text_field=LM["files"]["text_field"],
-        max_words=RG["preprocess"]["max_words"],
+        text_field=LM_DATA["files"]["text_field"],
+        max_words=REGPT["preprocess"]["max_words"],
         flags=lm_cleanup_flags(),
     shell:
         "python -m relift.regpt.preprocess --input {input.corpus:q} --format {params.fmt:q}"
@@ -40,9 +40,9 @@ rule regpt_tokenizer:
         "../../envs/relift.yaml"
     threads: config["threads"]
     params:
-        base=RG["tokenizer"]["base"],
-        vocab_size=RG["tokenizer"]["vocab_size"],
-        pre_tokenizer=RG["tokenizer"]["pre_tokenizer"],
+        base=REGPT["tokenizer"]["base"],
+        vocab_size=REGPT["tokenizer"]["vocab_size"],
+        pre_tokenizer=REGPT["tokenizer"]["pre_tokenizer"],
     shell:
         "RAYON_NUM_THREADS={threads} python -m relift.regpt.tokenizer --train {input.train:q}"
         " --base {params.base:q} --vocab-size {params.vocab_size}"
@@ -81,13 +81,13 @@ rule regpt_embeddings:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=RG["embeddings"]["gpus"],
+        gpu=REGPT["embeddings"]["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        encoder=RG["embeddings"]["encoder"],
-        batch_size=RG["embeddings"]["batch_size"],
-        max_length=RG["embeddings"]["max_length"],
-        dtype=RG["embeddings"]["dtype"],
+        encoder=REGPT["embeddings"]["encoder"],
+        batch_size=REGPT["embeddings"]["batch_size"],
+        max_length=REGPT["embeddings"]["max_length"],
+        dtype=REGPT["embeddings"]["dtype"],
         device=config["device"],
     shell:
         "python -m relift.regpt.embed --phrases {input.phrases:q} --encoder {params.encoder:q}"
@@ -114,11 +114,11 @@ rule regpt_negatives:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=RG["negatives"]["gpus"],
+        gpu=REGPT["negatives"]["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        depth=RG["negatives"]["depth"],
-        backend=RG["negatives"]["backend"],
+        depth=REGPT["negatives"]["depth"],
+        backend=REGPT["negatives"]["backend"],
     shell:
         "python -m relift.regpt.negatives --embeddings {input.embeddings:q}"
         " --phrases {input.phrases:q} --depth {params.depth} --backend {params.backend}"

@@ -32,9 +32,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import gettext
 import hashlib
-import io
 import json
 import random
 import re
@@ -133,66 +131,27 @@ def reject_reason(src: str, trg: str, min_words: int = 5, max_chars: int = 400) 
 
 
 # --------------------------------------------------------------------------- catalogs
-def _strip_context(msgid: str) -> str:
-    return msgid.rsplit("\x04", 1)[-1]
-
-
-def mo_entries(data: bytes) -> list[tuple[str, str]]:
-    """(msgid, msgstr) of a GNU .mo file: plural entries give their singular form, msgctxt is
-    dropped, the header is skipped."""
-    catalog = gettext.GNUTranslations(io.BytesIO(data))._catalog
+def catalog_entries(catalog) -> list[tuple[str, str]]:
+    """(msgid, msgstr) of a polib catalog: plural entries give their singular form, msgctxt is
+    dropped; the header, fuzzy and obsolete (``#~``) entries are skipped."""
     out = []
-    for key, msgstr in catalog.items():
-        if isinstance(key, tuple):
-            msgid, n = key
-            if n != 0:
-                continue
-        else:
-            msgid = key
-        msgid = _strip_context(msgid)
-        if msgid:
-            out.append((msgid, msgstr))
+    for entry in catalog:
+        if entry.obsolete or "fuzzy" in entry.flags or not entry.msgid:
+            continue
+        msgstr = entry.msgstr_plural.get(0, "") if entry.msgid_plural else entry.msgstr
+        out.append((entry.msgid, msgstr))
     return out
 
 
+def mo_entries(data: bytes) -> list[tuple[str, str]]:
+    """(msgid, msgstr) of a GNU .mo file (see :func:`catalog_entries`)."""
+    import polib
+
+    return catalog_entries(polib.mofile(data))
+
+
 class PoSyntaxError(ValueError):
-    def __init__(self, message: str, line: int):
-        super().__init__(f"line {line}: {message}")
-        self.line = line
-
-
-_PO_KEYWORD_RE = re.compile(r'^(msgctxt|msgid_plural|msgid|msgstr(?:\[(\d+)\])?)\s+(".*")\s*$')
-_PO_STRING_RE = re.compile(r'^"(?:[^"\\]|\\.)*"$')
-_PO_ESCAPE_RE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))")
-_PO_SIMPLE_ESCAPES = {
-    "n": "\n",
-    "t": "\t",
-    "r": "\r",
-    '"': '"',
-    "\\": "\\",
-    "a": "\a",
-    "b": "\b",
-    "f": "\f",
-    "v": "\v",
-    "'": "'",
-    "?": "?",
-}
-
-
-def _po_string(token: str, lineno: int) -> str:
-    if not _PO_STRING_RE.match(token):
-        raise PoSyntaxError(f"not a quoted string: {token[:60]!r}", lineno)
-
-    def unescape(m: re.Match) -> str:
-        if m.group(1):
-            return chr(int(m.group(1), 8))
-        if m.group(2):
-            return chr(int(m.group(2), 16))
-        if m.group(3) in _PO_SIMPLE_ESCAPES:
-            return _PO_SIMPLE_ESCAPES[m.group(3)]
-        raise PoSyntaxError(f"unknown escape \\{m.group(3)}", lineno)
-
-    return _PO_ESCAPE_RE.sub(unescape, token[1:-1])
+    """A .po file polib cannot parse (the message names the line)."""
 
 
 def _decode_po(data: bytes) -> str:
@@ -206,48 +165,15 @@ def _decode_po(data: bytes) -> str:
 
 
 def po_entries(data: bytes) -> list[tuple[str, str]]:
-    """(msgid, msgstr) of a .po file, like :func:`mo_entries`; fuzzy and obsolete (``#~``)
-    entries are skipped. Raises :class:`PoSyntaxError` or UnicodeDecodeError/LookupError."""
-    text = _decode_po(data)
-    out: list[tuple[str, str]] = []
-    entry: dict[str, str] = {}
-    fuzzy = False
-    field: str | None = None
+    """(msgid, msgstr) of a .po file, like :func:`mo_entries`. Raises :class:`PoSyntaxError` or
+    UnicodeDecodeError/LookupError."""
+    import polib
 
-    def flush() -> None:
-        nonlocal entry, fuzzy, field
-        if "msgid" in entry and not fuzzy and entry["msgid"]:
-            out.append((entry["msgid"], entry.get("msgstr", entry.get("msgstr[0]", ""))))
-        entry, fuzzy, field = {}, False, None
-
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            flush()
-            continue
-        if line.startswith("#"):
-            if any(k.startswith("msgstr") for k in entry):
-                flush()  # a comment after a complete entry starts the next one
-            if line.startswith("#,") and "fuzzy" in line[2:].replace(",", " ").split():
-                fuzzy = True
-            continue
-        if line.startswith('"'):
-            if field is None:
-                raise PoSyntaxError("string continuation without a keyword", lineno)
-            entry[field] += _po_string(line, lineno)
-            continue
-        m = _PO_KEYWORD_RE.match(line)
-        if not m:
-            raise PoSyntaxError(f"unexpected line: {line[:60]!r}", lineno)
-        keyword = m.group(1)
-        if keyword in ("msgctxt", "msgid") and any(k.startswith("msgstr") for k in entry):
-            flush()  # next entry without a blank line or comment in between
-        if keyword in entry:
-            raise PoSyntaxError(f"duplicate {keyword}", lineno)
-        entry[keyword] = _po_string(m.group(3), lineno)
-        field = keyword
-    flush()
-    return out
+    try:
+        catalog = polib.pofile(_decode_po(data))
+    except OSError as err:  # polib's "Syntax error in po file (line N)"
+        raise PoSyntaxError(str(err)) from None
+    return catalog_entries(catalog)
 
 
 def wheel_entries(wheel: Path) -> tuple[list[tuple[str, str]], Counter]:

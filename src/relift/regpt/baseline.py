@@ -25,6 +25,7 @@ Writes the model folder ``--output`` atomically (HF ``save_pretrained`` + tokeni
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,8 +35,12 @@ import torch.nn.functional as F
 from relift.io import LOG, InputError, require_file, run_cli, save_tokenizer
 from relift.regpt import data as D
 from relift.regpt.losses import IGNORE
-from relift.regpt.train import add_data_args, fingerprint, finish_output
+from relift.regpt.settings import BackboneSettings, BaselineSettings, WindowSettings
+from relift.regpt.train import add_data_args, args_record, fingerprint, finish_output
+from relift.settings import add_settings
 from relift.train import loop as L
+
+SETTINGS = (BackboneSettings, WindowSettings, BaselineSettings)  # with TrainConfig: --settings
 
 
 def causal_lm_loss(model, batch: dict, step: int):
@@ -77,33 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base-tokenizer", default="mistral-common", help="(default: %(default)s)")
     ap.add_argument("--match-tokens", type=Path, help="ReGPT stage-2 (final) train_info.json")
     ap.add_argument("--target-tokens", type=int, default=0, help="training tokens (overrides)")
-    ap.add_argument(
-        "--steps", type=int, default=0, help="optimizer updates (overrides token matching)"
-    )
-    ap.add_argument(
-        "--vocab-size",
-        type=int,
-        default=0,
-        help="retrain the base tokenizer to N word-internal tokens on --train (0 = as is)",
-    )
-    ap.add_argument(
-        "--output-bias",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="a learned bias on the LM head, initialised to the log unigram frequencies of the "
-        "training tokens (add-one), as ReGPT's phrase bias (default: %(default)s)",
-    )
-    m = ap.add_argument_group("model (same backbone as ReGPT)")
-    m.add_argument("--hidden", type=int, default=256)
-    m.add_argument("--layers", type=int, default=4)
-    m.add_argument("--heads", type=int, default=4)
-    m.add_argument("--intermediate", type=int, default=688)
-    m.add_argument("--max-positions", type=int, default=512)
+    add_settings(ap, BaselineSettings, BackboneSettings)
     add_data_args(ap)
     L.add_train_args(ap, optimizer="lamb", lr=5e-3, max_steps=1)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # the settings, also written into args (args.hidden, ...); max_steps: below
+    cfg, *_ = L.config_from_args(args, *SETTINGS)
+    cfg.micro_batch_size = args.batch_size
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     from relift.regpt.model import llama_config
     from relift.regpt.token_lm import build_token_lm, log_unigram
     from relift.regpt.tokenizer import load_base_tokenizer
@@ -121,12 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     batches = L.BucketedBatches(
         [len(w) for w in wins],
         args.batch_size,
-        args.seed,
+        cfg.seed,
         lambda idx: D.collate([wins[i] for i in idx], pad_to=8),
     )
-    steps = args.steps or steps_for_tokens(batches, wins, target, args.grad_accum)
+    steps = args.steps or steps_for_tokens(batches, wins, target, cfg.grad_accum)
     per_batch = D.count_targets(wins) / len(batches)
-    cfg = L.config_from_args(args, max_steps=steps, micro_batch_size=args.batch_size)
+    cfg = dataclasses.replace(cfg, max_steps=steps)
     L.seed_everything(cfg.seed)
     config = llama_config(
         args.hidden,
@@ -185,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             "output_bias": args.output_bias,
             "start_eval": start_eval,
             "last_eval": res.last_metrics,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "args": args_record(args),
         }
 
         def write(tmp):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from relift.encoders import pick_device
 from relift.io import LOG, InputError, require_file, run_cli, write_json_atomic
 from relift.regpt import data as D
 from relift.regpt.losses import ReGPTLoss, target_mask
@@ -223,11 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = pick_device(args.device)
     from relift.regpt.model import load_tokenizer
 
     texts = pick_chunks(D.load_texts(args.split), args.max_chunks)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from relift.encoders import pick_device
 from relift.io import (
     LOG,
     InputError,
@@ -320,11 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError("need --max-new >= 1, 0 < --top-p <= 1, --top-k >= 0, --temperature > 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = (
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = pick_device(args.device)
     from relift.regpt.model import ReGPT, load_tokenizer
 
     model = ReGPT.from_pretrained(args.model, args.phrase_embeddings, device=device)

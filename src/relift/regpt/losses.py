@@ -206,7 +206,7 @@ class ReGPTLoss:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
 
     def __call__(self, model, batch: dict, step: int):
-        from relift.train.loop import unwrap
+        from relift.train import unwrap
 
         labels = batch["labels"]
         keep = target_mask(labels, self.ignore_ids)

@@ -27,7 +27,11 @@ import numpy as np
 
 from relift.io import LOG, InputError, atomic_dir, require_file, run_cli
 from relift.regpt import data as D
+from relift.regpt.settings import BackboneSettings, ReGPTSettings, WindowSettings
+from relift.settings import add_settings
 from relift.train import loop as L
+
+SETTINGS = (BackboneSettings, WindowSettings, ReGPTSettings)  # with TrainConfig: --settings
 
 
 def plot_loss(metrics_jsonl: Path, png: Path, title: str) -> None:
@@ -63,6 +67,15 @@ RUN_ONLY = {
 }
 
 
+def args_record(args: argparse.Namespace) -> dict:
+    """The parsed arguments as JSON values (paths as strings; argparse internals left out)."""
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if not k.startswith("_")
+    }
+
+
 def fingerprint(args: argparse.Namespace, *inputs) -> dict:
     """The run's identity for resuming: its hyperparameters and the size/mtime of its inputs."""
 
@@ -71,11 +84,7 @@ def fingerprint(args: argparse.Namespace, *inputs) -> dict:
         files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
         return [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files if f.exists()]
 
-    hp = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in vars(args).items()
-        if k not in RUN_ONLY
-    }
+    hp = {k: v for k, v in args_record(args).items() if k not in RUN_ONLY}
     return {"args": hp, "inputs": [stamp(p) for p in inputs if p], "code": code_hash()}
 
 
@@ -92,7 +101,7 @@ def code_hash() -> str:
         "regpt/model.py",
         "regpt/losses.py",
         "regpt/data.py",
-        "train/loop.py",
+        *sorted(str(p.relative_to(root)) for p in (root / "train").glob("*.py")),
     ):
         h.update((root / rel).read_bytes())
     return h.hexdigest()[:16]
@@ -103,23 +112,13 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--train", required=True, type=Path, help="training split folder (Arrow)")
     g.add_argument("--dev", type=Path, help="dev split folder, evaluated every --eval-every steps")
     g.add_argument(
-        "--dev-chunks",
-        type=int,
-        default=200,
-        help="evenly spaced dev chunks evaluated (0 = no dev evaluation)",
-    )
-    g.add_argument("--max-len", type=int, default=256, help="window length in tokens")
-    g.add_argument("--batch-size", type=int, default=16, help="windows per micro-batch")
-    g.add_argument(
-        "--max-train-chunks", type=int, default=0, help="use the first N chunks (0 = all)"
-    )
-    g.add_argument(
         "--work-dir",
         required=True,
         type=Path,
         help="checkpoints, metrics and TensorBoard logs (a rerun resumes from here)",
     )
     g.add_argument("--output", required=True, type=Path, help="final model folder")
+    add_settings(ap, WindowSettings)
 
 
 def finish_output(output: Path, work_dir: Path, write_model, info: dict, title: str) -> None:
@@ -156,52 +155,12 @@ def main(argv: list[str] | None = None) -> None:
         "--negatives-ids", required=True, type=Path, help="negatives_ids.npy [V, depth]"
     )
     ap.add_argument("--negatives-scores", required=True, type=Path, help="negatives_scores.npy")
-    m = ap.add_argument_group("model (stage 1)")
-    m.add_argument("--hidden", type=int, default=256)
-    m.add_argument("--layers", type=int, default=4)
-    m.add_argument("--heads", type=int, default=4)
-    m.add_argument("--intermediate", type=int, default=688)
-    m.add_argument("--max-positions", type=int, default=512)
-    m.add_argument("--pretrained-decoder", default="", help="Llama folder/hub name for the decoder")
-    m.add_argument(
-        "--phrase-bias",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="a learned per-phrase score bias, initialised to the log unigram frequencies",
-    )
-    c = ap.add_argument_group("contrastive loss")
-    c.add_argument("--negatives", type=int, default=1, help="pool negatives per position (d)")
-    c.add_argument(
-        "--in-device",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="score every query against ALL candidates of the batch (default: on for stage 1, "
-        "off for stage 2 = gold + its own d hard negatives, as the original)",
-    )
-    c.add_argument(
-        "--threshold",
-        type=float,
-        default=0.9,
-        help="false-negative guard: pool entries above this cosine become random phrases",
-    )
-    c.add_argument("--temperature", type=float, default=1.0, help="InfoNCE temperature (1 = none)")
-    c.add_argument(
-        "--full-table",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="score every query against the WHOLE phrase table (overrides --in-device)",
-    )
-    c.add_argument(
-        "--logq",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="in-batch candidates: subtract their log unigram frequency (sampling-bias "
-        "correction, so that the full-table softmax is calibrated)",
-    )
+    add_settings(ap, BackboneSettings, ReGPTSettings)
     add_data_args(ap)
     L.add_train_args(ap, optimizer="lamb", lr=5e-3)
     args = ap.parse_args(argv)
-    cfg = L.config_from_args(args, micro_batch_size=args.batch_size)
+    cfg, *_ = L.config_from_args(args, *SETTINGS)  # also into args: args.hidden, ...
+    cfg.micro_batch_size = args.batch_size
     in_device = args.in_device if args.in_device is not None else args.stage == 1
     stage = "full" if args.full_table else ("inbatch" if in_device else "hard")
     if args.stage == 2 and not args.init:
@@ -318,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
             "bytes": round(res.tokens * bytes_per_target),
             "start_eval": start_eval,
             "last_eval": res.last_metrics,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "args": args_record(args),
         }
         if args.stage == 2:  # tokens of the whole ReGPT training so far (stage 1 + stage 2)
             prev = args.init / "train_info.json"
