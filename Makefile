@@ -18,6 +18,10 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 # DeepSpeed's JIT-compiled ops (the CPU comm op of the ZeRO-2 tests) are built once, here
 export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
+# the virtualenv's tools first: torch builds those ops with `ninja` from PATH, and the one the
+# deepspeed wheel brings must build and load them (a system ninja of another version discards
+# the other's build log and rebuilds the op in the middle of a test; none may be installed)
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install deepspeed-ops install-profile uninstall-profile demo test test-fast lint format dag rulegraph bench gpu-wheels profile clean
 

@@ -9,6 +9,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # DeepSpeed's JIT-built ops (the CPU comm op of the ZeRO-2 tests): the cache that `make install`
 # builds them into (tools/build_deepspeed_ops.py), inside the virtualenv running the tests
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
+# ... built and loaded with the virtualenv's ninja (see the Makefile), whatever PATH the caller had
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
 import pytest  # noqa: E402
