@@ -13,7 +13,7 @@ from helpers import write_jsonl
 from relift.io import InputError, run_cli
 from relift.selfmem import scratch_encoder as se
 from relift.selfmem import selector as sel
-from relift.selfmem.loop import read_scores
+from relift.selfmem.formats import read_scores
 
 EN = [f"the file number {i} was not found on the server" for i in range(12)]
 FR = [f"le fichier numéro {i} est introuvable sur le serveur, déjà supprimé" for i in range(12)]

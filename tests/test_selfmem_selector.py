@@ -12,7 +12,8 @@ from helpers import write_jsonl
 
 from relift.io import run_cli
 from relift.selfmem import selector as sel
-from relift.selfmem.loop import delta_scores, read_scores
+from relift.selfmem.formats import read_scores
+from relift.selfmem.oracle import delta_scores
 
 
 def test_minmax_normalises_each_pool_and_zeroes_a_constant_pool():

@@ -21,7 +21,7 @@ best checkpoint by it is exported. ``train_result.json`` also records the dev BL
 own top candidate and of the oracle pick (the ceiling).
 
 Scoring (``score``): one score per candidate of every pool of a candidates JSONL (part 1's format)
--> ``{"id": i, "scores": [...]}`` lines, aligned with the pools (see :mod:`relift.selfmem.loop`).
+-> ``{"id": i, "scores": [...]}`` lines, aligned with the pools (see :mod:`relift.selfmem.formats`).
 
 Selector folder: ``encoder/`` (the encoder and its tokenizer, ``save_pretrained``),
 ``head.safetensors``, ``selector.json`` (pooling, max_length, ...) and ``train_result.json``.
@@ -41,13 +41,8 @@ import torch
 from torch import nn
 
 from relift.io import LOG, InputError, atomic_dir, run_cli, save_tokenizer, write_json_atomic
-from relift.selfmem.loop import (
-    _same_splits,
-    _split_map,
-    delta_scores,
-    read_pools,
-    write_scores,
-)
+from relift.selfmem.formats import read_pools, same_splits, split_map, write_scores
+from relift.selfmem.oracle import delta_scores
 
 SPEC_FILE = "selector.json"
 POOLINGS = ("mean", "cls")
@@ -416,10 +411,10 @@ def cmd_score(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = _split_map(args.data, "--data")
-    cands = _split_map(args.candidates, "--candidates")
-    outs = _split_map(args.output, "--output")
-    splits = _same_splits(
+    data = split_map(args.data, "--data")
+    cands = split_map(args.candidates, "--candidates")
+    outs = split_map(args.output, "--output")
+    splits = same_splits(
         {"--data": data, "--candidates": cands, "--output": outs},
         ("--data", "--candidates", "--output"),
     )
