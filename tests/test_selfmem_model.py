@@ -257,8 +257,6 @@ def _train_and_decode(tmp_path: Path, tok_dir: Path, arch: str):
         "2",
         "--eval-every",
         "3",
-        "--save-every",
-        "3",
         "--log-every",
         "3",
         "--max-target-length",

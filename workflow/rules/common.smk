@@ -12,6 +12,10 @@ os.environ.update(PYTHONPATH=str(SRC.parent))
 os.environ["PATH"] = os.pathsep.join(
     (str(Path(sys.executable).parent), os.environ["PATH"])
 )
+# this checkout's package, for the helpers rules share with it (relift.settings is stdlib-only)
+sys.path.insert(0, str(SRC.parent))
+from relift.settings import settings_json
+
 SPLITS = ["train", "dev", "test"]
 LM = config["data"]["lm"]
 TM = config["data"]["translation_memory"]

@@ -88,6 +88,8 @@ rule selfmem_train_generator:
     input:
         code(
             "selfmem/train_generator.py",
+            "selfmem/settings.py",
+            "settings.py",
             "selfmem/model.py",
             "selfmem/data.py",
             "train/loop.py",
@@ -120,58 +122,18 @@ rule selfmem_train_generator:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
-        pretrained=sm_flag("--pretrained", SM_GEN["pretrained"]),
-        d_model=SM_GEN["d_model"],
-        encoder_layers=SM_GEN["encoder_layers"],
-        decoder_layers=SM_GEN["decoder_layers"],
-        heads=SM_GEN["attention_heads"],
-        ffn_dim=SM_GEN["ffn_dim"],
-        dropout=SM_GEN["dropout"],
-        attention_dropout=SM_GEN["attention_dropout"],
-        layer_flags=sm_layer_flags,
-        max_tokens=SM_GEN["max_tokens"],
-        closest_share=SM_GEN["memory_closest_share"],
-        noise_share=SM_GEN["memory_noise_share"],
-        scheduler=SM_GEN["scheduler"],
-        precision=SM_GEN["precision"],
-        max_src=SM_GEN["max_source_length"],
-        max_mem=SM_GEN["max_memory_length"],
-        max_trg=SM_GEN["max_target_length"],
-        batch_size=SM_GEN["batch_size"],
-        label_smoothing=SM_GEN["label_smoothing"],
-        lr=SM_GEN["lr"],
-        warmup=SM_GEN["warmup_steps"],
-        max_steps=SM_GEN["max_steps"],
-        grad_clip=SM_GEN["grad_clip"],
-        eval_every=SM_GEN["eval_every"],
-        eval_beams=SM_GEN["eval_beams"],
-        dev_max=SM_GEN["dev_max_examples"],
-        patience=SM_GEN["patience"],
+        # the whole section as one value: a changed setting reruns the job
+        settings=settings_json(SM_GEN, drop=("gpus",)),
         seed=sm_seed,
         arch=sm_base_arch,
         device=config["device"],
     shell:
         "python -m relift.selfmem.train_generator --train {input.train:q} --dev {input.dev:q}"
         " {params.memory} --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --tokenizer {input.tokenizer:q} --arch {params.arch}"
-        " {params.pretrained} --d-model {params.d_model}"
-        " --encoder-layers {params.encoder_layers} --decoder-layers {params.decoder_layers}"
-        " --attention-heads {params.heads} --ffn-dim {params.ffn_dim}{params.layer_flags}"
-        " --dropout {params.dropout} --attention-dropout {params.attention_dropout}"
-        " --max-source-length {params.max_src} --max-memory-length {params.max_mem}"
-        " --max-target-length {params.max_trg} --batch-size {params.batch_size}"
-        " --max-tokens {params.max_tokens} --train-hits {input.train_hits:q}"
-        " --memory-closest-share {params.closest_share}"
-        " --memory-noise-share {params.noise_share}"
-        " --label-smoothing {params.label_smoothing} --lr {params.lr}"
-        " --optimizer adamw --betas 0.9 0.98 --weight-decay 0 --min-lr-ratio 0"
-        " --scheduler {params.scheduler} --warmup-steps {params.warmup}"
-        " --precision {params.precision}"
-        " --max-steps {params.max_steps} --grad-clip {params.grad_clip}"
-        " --eval-every {params.eval_every} --save-every {params.eval_every}"
-        " --eval-metric {params.metric} --eval-beams {params.eval_beams}"
-        " --dev-max-examples {params.dev_max} --patience {params.patience}"
-        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
+        " --tokenizer {input.tokenizer:q} --train-hits {input.train_hits:q}"
+        " --arch {params.arch} --eval-metric {params.metric} --settings {params.settings:q}"
+        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --no-progress --no-keep-checkpoints"
         " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 

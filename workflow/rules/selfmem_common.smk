@@ -81,17 +81,6 @@ def sm_memory_flags(wildcards, input):
     )
 
 
-def sm_layer_flags(wildcards):
-    """Layer options of a from-scratch generator; the copy head is for vanilla/joint only (the
-    dual generator is post-LN BART without one)."""
-    copy = SM_GEN["copy"] and sm_base_arch(wildcards) != "dual"
-    return (
-        (" --post-ln" if not SM_GEN["pre_ln"] else "")
-        + (" --copy" if copy else "")
-        + f" --positions {SM_GEN['positions']}"
-    )
-
-
 def sm_metrics(wildcards):
     metric = SM_TASKS[wildcards.task].get("metric", "bleu")
     return "bleu,chrf,ter" if metric == "bleu" else "rouge"

@@ -87,7 +87,7 @@ rule selfmem_selector_scratch_encoder:
 rule selfmem_selector_train:
     """Cross-encoder selector, KL to softmax(minmax(Δ)/τ); best by dev selection BLEU."""
     input:
-        code("selfmem/selector.py", "selfmem/loop.py", "train/loop.py", "score.py"),
+        code(*SELECTOR_CODE, "train/loop.py", "score.py"),
         train=sm_split("train"),
         train_candidates="results/selfmem/{task}/{arch}/selector/train_candidates.jsonl",
         dev=sm_split("dev"),
@@ -149,7 +149,7 @@ rule selfmem_selector_train:
 rule selfmem_selector_bm25_pools:
     """Selector scores of iteration 0's pools (part 1's candidates), shared by the variants."""
     input:
-        code("selfmem/selector.py", "selfmem/loop.py"),
+        code(*SELECTOR_CODE),
         selector="results/selfmem/{task}/{arch}/selector/model",
         data=sm_loop_data,
         candidates=sm_loop_splits(
@@ -197,7 +197,7 @@ rule selfmem_selector_bm25_pools:
 rule selfmem_loop_iter0:
     """Iteration 0 = the BM25 memory: part 1's memory, candidate pool and hypotheses."""
     input:
-        code("selfmem/loop.py", "selfmem/data.py"),
+        code(*LOOP_CODE, "selfmem/data.py"),
         data=sm_loop_data,
         memory=sm_loop_splits("results/selfmem/{task}/memory/bm25/{split}.txt"),
         candidates=sm_loop_splits(
@@ -253,7 +253,7 @@ rule selfmem_loop_select:
     """Memory of iteration k: Top-B over iteration k-1's scored pools (replace or augment)."""
     input:
         unpack(sm_loop_prev),
-        code("selfmem/loop.py"),
+        code(*LOOP_CODE),
     output:
         beams=sm_loop_splits(
             "results/selfmem/{task}/{arch}/{variant}/iter{k}/beams.{split}.jsonl"
@@ -291,7 +291,7 @@ rule selfmem_loop_candidates:
     """Candidate pool of beam slot b: G(x, memory of slot b), beam N returning K (one job per
     slot: the B slots of an iteration run in parallel on a cluster)."""
     input:
-        code("selfmem/loop.py", "selfmem/candidates.py", "selfmem/model.py"),
+        code(*LOOP_CODE, "selfmem/candidates.py", "selfmem/model.py"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_loop_data,
         beams=sm_loop_splits(
@@ -345,7 +345,7 @@ rule selfmem_loop_candidates:
 rule selfmem_loop_selector_scores:
     """Selector scores of a beam slot's candidate pool (iteration k >= 1)."""
     input:
-        code("selfmem/selector.py", "selfmem/loop.py"),
+        code(*SELECTOR_CODE),
         selector="results/selfmem/{task}/{arch}/selector/model",
         data=sm_loop_data,
         candidates=sm_loop_splits(
@@ -397,7 +397,7 @@ rule selfmem_loop_oracle_scores:
     """ORACLE scores of a pool: sentence BLEU (ROUGE mix) against the REFERENCE (the ceiling a
     selector could reach; only the oracle variants use them)."""
     input:
-        code("selfmem/loop.py"),
+        code(*LOOP_CODE),
         data=sm_loop_data,
         candidates=sm_loop_splits(
             "results/selfmem/{task}/{arch}/{variant}/iter{k}/beam{beam}/candidates.{split}.jsonl"
@@ -442,7 +442,7 @@ rule selfmem_loop_hypotheses:
     hypothesis and is taken from the pool instead of decoding a second time."""
     input:
         unpack(sm_loop_hyp_inputs),
-        code("selfmem/loop.py", "selfmem/candidates.py", "selfmem/model.py"),
+        code(*LOOP_CODE, "selfmem/candidates.py", "selfmem/model.py"),
     output:
         sm_loop_splits(
             "results/selfmem/{task}/{arch}/{variant}/iter{k}/hypotheses.{split}.txt"
@@ -471,7 +471,7 @@ rule selfmem_loop_hypotheses:
 rule selfmem_loop_score:
     """Dev and test scores of iteration k: the hypotheses and the memory itself."""
     input:
-        code("selfmem/loop.py", "score.py"),
+        code(*LOOP_CODE, "score.py"),
         data=sm_loop_data,
         hyp=sm_loop_splits(
             "results/selfmem/{task}/{arch}/{variant}/iter{k}/hypotheses.{split}.txt"

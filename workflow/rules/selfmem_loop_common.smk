@@ -12,6 +12,14 @@ if SEL_SCRATCH and SM_SEL["scratch"]["hidden"] % SM_SEL["scratch"]["heads"]:
     raise ValueError(
         "selfmem.selector.scratch.hidden must be a multiple of selfmem.selector.scratch.heads"
     )
+# module files of the loop's CLI and of the selector's (declared as inputs with code())
+LOOP_CODE = (
+    "selfmem/loop.py",
+    "selfmem/formats.py",
+    "selfmem/topb.py",
+    "selfmem/oracle.py",
+)
+SELECTOR_CODE = ("selfmem/selector.py", "selfmem/formats.py", "selfmem/oracle.py")
 LOOP_SPLITS = ["dev", "test"]
 # vanilla reads no memory
 LOOP_ARCHS = [a for a in SM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
