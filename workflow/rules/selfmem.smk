@@ -138,7 +138,9 @@ rule selfmem_train_generator:
 
 
 rule selfmem_candidates:
-    """Beam candidates (num_return_sequences per input) with BM25 memory."""
+    """Beam candidates (num_return_sequences per input) with BM25 memory; the final hypotheses
+    (selfmem_hypotheses) and the selector's training pools are the same job with other beams.
+    """
     input:
         code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
         generator="results/selfmem/{task}/generator/{arch}",
@@ -179,13 +181,7 @@ rule selfmem_candidates:
         " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
 
 
-rule selfmem_hypotheses:
-    """Final hypotheses (beam search, one per input) with BM25 memory."""
-    input:
-        code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
-        generator="results/selfmem/{task}/generator/{arch}",
-        data=lambda wc: SM_TASKS[wc.task][wc.split],
-        memory="results/selfmem/{task}/memory/bm25/{split}.txt",
+use rule selfmem_candidates as selfmem_hypotheses with:
     output:
         jsonl="results/selfmem/{task}/hypotheses/{arch}/{split}.jsonl",
         txt="results/selfmem/{task}/hypotheses/{arch}/{split}.txt",
@@ -193,29 +189,11 @@ rule selfmem_hypotheses:
         "results/logs/selfmem/{task}/hypotheses_{arch}_{split}.log",
     benchmark:
         "results/benchmarks/selfmem/{task}/hypotheses_{arch}_{split}.tsv"
-    wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
-        split="train|dev|test",
-    conda:
-        "../../envs/relift.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=SM_CAND["gpus"],
-        mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        src_field=sm_opt("src_field"),
-        trg_field=sm_opt("trg_field"),
         num_beams=SM_HYP["num_beams"],
+        num_return=1,
         batch_size=SM_HYP["batch_size"],
-        device=config["device"],
-    shell:
-        "python -m relift.selfmem.candidates --generator {input.generator:q}"
-        " --data {input.data:q} --memory {input.memory:q}"
-        " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --num-beams {params.num_beams} --num-return-sequences 1"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
-        " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
+        max_examples=0,
 
 
 rule selfmem_score:
@@ -243,8 +221,7 @@ rule selfmem_score:
         " --output {output:q} > {log:q} 2>&1"
 
 
-rule selfmem_memory_score:
-    """How good the BM25 memory is as a hypothesis by itself (the paper's memory BLEU)."""
+use rule selfmem_score as selfmem_memory_score with:
     input:
         code("score.py", "cli.py"),
         hyp="results/selfmem/{task}/memory/bm25/{split}.txt",
@@ -256,12 +233,3 @@ rule selfmem_memory_score:
     wildcard_constraints:
         task=SM_TASK_RE,
         split="train|dev|test",
-    conda:
-        "../../envs/relift.yaml"
-    params:
-        ref_field=sm_opt("trg_field"),
-        metrics=sm_metrics,
-    shell:
-        "python -m relift.cli score --hyp {input.hyp:q} --ref {input.ref:q}"
-        " --ref-field {params.ref_field:q} --metrics {params.metrics}"
-        " --output {output:q} > {log:q} 2>&1"

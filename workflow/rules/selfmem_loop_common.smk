@@ -1,4 +1,5 @@
-# Selfmem part 2 settings and helper functions (included by selfmem_loop.smk).
+# Selfmem part 2 settings and helper functions (of selfmem_selector.smk, selfmem_loop.smk and
+# selfmem_compare.smk).
 SM_SEL = SM["selector"]
 SM_LOOP = SM["loop"]
 # selector.encoder: scratch = a from-scratch encoder over the task's own tokenizer
@@ -65,6 +66,11 @@ LOOP_ARCH_RE = f"(joint|dual){SEED_SUFFIX_RE}"
 # the pools are decoded with the final beam: slot 0's best candidate is the hypothesis
 LOOP_HYP_FROM_POOL = SM_LOOP["num_beams"] == SM_HYP["num_beams"]
 K_POS = "[1-9][0-9]*"  # iterations >= 1
+# one iteration of a variant, and one memory slot (beam) of it
+ITER = "results/selfmem/{task}/{arch}/{variant}/iter{k}"
+SLOT = f"{ITER}/beam{{beam}}"
+ITER0 = ITER.replace("{k}", "0")
+SELECTOR_DIR = "results/selfmem/{task}/{arch}/selector"
 
 
 def sm_selector_encoder_input(wildcards):
@@ -84,8 +90,11 @@ def sm_loop_slots(variant, k):
     return 1 if int(k) == 0 else SM_VARIANTS[variant]["beam_b"]
 
 
-def sm_loop_splits(pattern):
-    """`pattern` (with {split}) for the loop splits, the other wildcards left in place."""
+def sm_loop_splits(pattern, folder=None):
+    """`pattern` (with {split}; under `folder` if given) for the loop splits, the other
+    wildcards left in place."""
+    if folder:
+        pattern = f"{folder}/{pattern}"
     return [pattern.replace("{split}", s) for s in LOOP_SPLITS]
 
 
@@ -95,10 +104,10 @@ def sm_loop_prev(wildcards):
     """
     prev = int(wildcards.k) - 1
     v = SM_VARIANTS[wildcards.variant]
-    base = f"results/selfmem/{wildcards.task}/{wildcards.arch}/{wildcards.variant}/iter{prev}"
+    base = ITER.format(**{**dict(wildcards.items()), "k": prev})
     slots = range(sm_loop_slots(wildcards.variant, prev))
     if v["select"] == "selector" and prev == 0:
-        sel = f"results/selfmem/{wildcards.task}/{wildcards.arch}/selector"
+        sel = SELECTOR_DIR.format(**dict(wildcards.items()))
         scores = {s: [f"{sel}/bm25_pool_scores.{s}.jsonl"] for s in LOOP_SPLITS}
     else:
         scores = {
@@ -137,22 +146,26 @@ def sm_loop_select_flags(wildcards, input):
     return " ".join(flags)
 
 
-def sm_split_flags(flag, pattern):
-    """Params function: `flag split=path` for every loop split (pattern with {split})."""
+def sm_split_args(**flags):
+    """Params function: `--flag split=path` for every loop split, the paths taken from the
+    job's named inputs and outputs, so that each path is written once (as the input or output):
+    sm_split_args(out_beams="output.beams") -> `--out-beams dev=... --out-beams test=...`;
+    "output" alone is the unnamed output list."""
 
-    def fn(wildcards):
-        return " ".join(
-            f"{flag} {s}={shlex.quote(pattern.format(split=s, **dict(wildcards.items())))}"
-            for s in LOOP_SPLITS
-        )
+    def fn(wildcards, input, output):
+        files = {"input": input, "output": output}
+        parts = []
+        for name, ref in flags.items():
+            kind, _, key = ref.partition(".")
+            paths = getattr(files[kind], key) if key else list(files[kind])
+            flag = f"--{name.replace('_', '-')}"
+            parts += [
+                f"{flag} {s}={shlex.quote(p)}"
+                for s, p in zip(LOOP_SPLITS, paths, strict=True)
+            ]
+        return " ".join(parts)
 
     return fn
-
-
-def sm_data_flags(wildcards):
-    return " ".join(
-        f"--data {s}={shlex.quote(SM_TASKS[wildcards.task][s])}" for s in LOOP_SPLITS
-    )
 
 
 def sm_loop_data(wildcards):
@@ -162,9 +175,7 @@ def sm_loop_data(wildcards):
 def sm_loop_hyp_inputs(wildcards):
     """Hypotheses of iteration k: slot 0's pool (decoded with the final beam), or a decode of
     the best memory."""
-    it = "results/selfmem/{task}/{arch}/{variant}/iter{k}".format(
-        **dict(wildcards.items())
-    )
+    it = ITER.format(**dict(wildcards.items()))
     if LOOP_HYP_FROM_POOL:
         return {"pool": [f"{it}/beam0/candidates.{s}.jsonl" for s in LOOP_SPLITS]}
     return {
@@ -186,11 +197,14 @@ def sm_loop_hyp_args(wildcards, input, output, threads):
         )
         return f"top1 {pools} {outs}"
     task = SM_TASKS[wildcards.task]
+    data = " ".join(
+        f"--data {s}={shlex.quote(p)}" for s, p in zip(LOOP_SPLITS, input.data)
+    )
     mems = " ".join(
         f"--memory {s}={shlex.quote(p)}" for s, p in zip(LOOP_SPLITS, input.memory)
     )
     return (
-        f"generate --generator {shlex.quote(input.generator)} {sm_data_flags(wildcards)}"
+        f"generate --generator {shlex.quote(input.generator)} {data}"
         f" {mems} {outs} --src-field {shlex.quote(task.get('src_field', 'src'))}"
         f" --trg-field {shlex.quote(task.get('trg_field', 'trg'))}"
         f" --num-beams {SM_HYP['num_beams']} --num-return-sequences 1"
@@ -201,14 +215,14 @@ def sm_loop_hyp_args(wildcards, input, output, threads):
 
 def sm_loop_report_inputs(wildcards):
     return [
-        f"results/selfmem/{wildcards.task}/{arch}/{variant}/iter{k}/{kind}.{split}.json"
+        f"{ITER.format(task=wildcards.task, arch=arch, variant=variant, k=k)}/{kind}.{split}.json"
         for arch in LOOP_ARCHS
         for variant in SM_LOOP["run_variants"]
         for k in range(SM_LOOP["iterations"] + 1)
         for kind in ("scores", "memory_scores")
         for split in LOOP_SPLITS
     ] + [
-        f"results/selfmem/{wildcards.task}/{arch}/selector/model"
+        f"{SELECTOR_DIR.format(task=wildcards.task, arch=arch)}/model"
         for arch in LOOP_ARCHS
         if any(SM_VARIANTS[v]["select"] == "selector" for v in SM_LOOP["run_variants"])
     ]
@@ -222,113 +236,4 @@ def selfmem_loop_targets():
         f"results/selfmem/{task}/report/loop_{name}"
         for task in SM_RUN
         for name in ("scores.csv", "report.html", "bleu.png")
-    ]
-
-
-def _sm_row_label(arch):
-    return "vanilla (no memory)" if arch == "vanilla" else f"{arch} + BM25 memory"
-
-
-def sm_compare_inputs(wildcards):
-    base = f"results/selfmem/{wildcards.task}"
-    task = SM_TASKS[wildcards.task]
-    out = {
-        "data": [task[s] for s in ("train", "dev", "test")],
-        "memory": [
-            f"{base}/memory/bm25/{s}.{x}"
-            for s in LOOP_SPLITS
-            for x in ("txt", "hits.jsonl")
-        ],
-        "hyps": [
-            f"{base}/hypotheses/{a}/{s}.txt" for a in SM_ARCHS for s in LOOP_SPLITS
-        ],
-        "diag": [
-            f"{base}/diagnostics/{a}/{s}.{kind}.txt"
-            for a in LOOP_ARCHS
-            for s in LOOP_SPLITS
-            for kind in ("empty", "reference")
-        ],
-        "loop": [
-            f"{base}/{a}/{v}/iter{k}/hypotheses.{s}.txt"
-            for a in LOOP_ARCHS
-            for v in SM_LOOP["run_variants"]
-            for k in range(1, SM_LOOP["iterations"] + 1)
-            for s in LOOP_SPLITS
-        ],
-    }
-    return out
-
-
-def _sm_seed_files(arch, pattern):
-    """`pattern` ({a}: the arch name of a seed) for every seed of `arch`, ';'-joined."""
-    return ";".join(pattern.format(a=sm_seeded(arch, seed)) for seed in SM_SEEDS)
-
-
-def sm_compare_args(wildcards):
-    """Rows of the comparison table (see relift.selfmem.compare); a row's files hold one
-    alternative per seed (';'-separated), a loop row's one iteration list per seed."""
-    base = f"results/selfmem/{wildcards.task}"
-    task = SM_TASKS[wildcards.task]
-    q = shlex.quote
-    archs = SM_BASE_ARCHS
-    loop_archs = [a for a in archs if a != "vanilla"]
-    args = [
-        f"--task {q(wildcards.task)} --train {q(task['train'])} --dev {q(task['dev'])}",
-        f"--test {q(task['test'])}",
-        f"--src-field {q(task.get('src_field', 'src'))}",
-        f"--trg-field {q(task.get('trg_field', 'trg'))}",
-    ]
-    for s in LOOP_SPLITS:
-        args.append(f"--memory-{s} {base}/memory/bm25/{s}.txt")
-        args.append(f"--hits-{s} {base}/memory/bm25/{s}.hits.jsonl")
-    for a in archs:
-        dev, test = (
-            _sm_seed_files(a, f"{base}/hypotheses/{{a}}/{s}.txt") for s in LOOP_SPLITS
-        )
-        args.append(f"--row {q(f'{_sm_row_label(a)}|generator|{dev}|{test}')}")
-    for a in loop_archs:
-        for kind, label in (
-            ("empty", f"{a} + empty memory|diagnostic"),
-            ("reference", f"{a} + reference as memory (ORACLE)|oracle"),
-        ):
-            dev, test = (
-                _sm_seed_files(a, f"{base}/diagnostics/{{a}}/{s}.{kind}.txt")
-                for s in LOOP_SPLITS
-            )
-            args.append(f"--row {q(f'{label}|{dev}|{test}')}")
-        for v in SM_LOOP["run_variants"]:
-            its = range(1, SM_LOOP["iterations"] + 1)
-            dev, test = (
-                _sm_seed_files(
-                    a,
-                    ",".join(
-                        f"{base}/{{a}}/{v}/iter{k}/hypotheses.{s}.txt" for k in its
-                    ),
-                )
-                for s in LOOP_SPLITS
-            )
-            kind = "oracle" if SM_VARIANTS[v]["select"] == "oracle" else "loop"
-            label = f"{a} {v}" + (" (ORACLE selection)" if kind == "oracle" else "")
-            if SM_LOOP["iterations"]:
-                args.append(f"--loop {q(f'{label}|{kind}|{dev}|{test}')}")
-    if "vanilla" in archs:
-        args.append(f"--vanilla {q(_sm_row_label('vanilla'))}")
-    ref = loop_archs[0] if loop_archs else archs[0]
-    args.append(f"--reference {q(_sm_row_label(ref))}")
-    args.append(
-        f"--metrics {'bleu,chrf' if task.get('metric', 'bleu') == 'bleu' else 'rouge'}"
-    )
-    args.append(
-        f"--resamples {SM['compare']['resamples']} --seed {SM['compare']['seed']}"
-    )
-    return " ".join(args)
-
-
-def selfmem_compare_targets():
-    if not SM_ARCHS:
-        return []
-    return [
-        f"results/selfmem/{task}/report/comparison.{ext}"
-        for task in SM_RUN
-        for ext in ("json", "csv", "html")
     ]
