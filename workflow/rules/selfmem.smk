@@ -25,7 +25,7 @@ rule selfmem_bm25:
     benchmark:
         "results/benchmarks/selfmem/{task}/bm25.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
@@ -33,15 +33,15 @@ rule selfmem_bm25:
         out_dir="results/selfmem/{task}/memory/bm25",
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        backend=SM["memory"]["backend"],
-        engine=SM["memory"]["bm25s_engine"],
-        top_k=SM["memory"]["top_k"],
-        max_words=SM["memory"]["max_words"],
-        k1=SM["memory"]["k1"],
-        b=SM["memory"]["b"],
-        es_index=lambda wc: f"{SM['memory']['es_index_prefix']}-{wc.task.lower()}",
-        es_batch_size=SM["memory"]["es_batch_size"],
-        es_max_retries=SM["memory"]["es_max_retries"],
+        backend=SELFMEM["memory"]["backend"],
+        engine=SELFMEM["memory"]["bm25s_engine"],
+        top_k=SELFMEM["memory"]["top_k"],
+        max_words=SELFMEM["memory"]["max_words"],
+        k1=SELFMEM["memory"]["k1"],
+        b=SELFMEM["memory"]["b"],
+        es_index=lambda wc: f"{SELFMEM['memory']['es_index_prefix']}-{wc.task.lower()}",
+        es_batch_size=SELFMEM["memory"]["es_batch_size"],
+        es_max_retries=SELFMEM["memory"]["es_max_retries"],
     shell:
         "python -m relift.selfmem.bm25 --train {input.train:q} --query train={input.train:q}"
         " --query dev={input.dev:q} --query test={input.test:q}"
@@ -63,19 +63,19 @@ rule selfmem_tokenizer:
     log:
         "results/logs/selfmem/{task}/tokenizer.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     params:
         source=lambda wc, input: (
-            sm_flag("--pretrained", SM["tokenizer"]["pretrained"])
+            sm_flag("--pretrained", SELFMEM["tokenizer"]["pretrained"])
             or sm_flag("--train", input.train)
         ),
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        vocab_size=SM["tokenizer"]["vocab_size"],
-        min_frequency=SM["tokenizer"]["min_frequency"],
+        vocab_size=SELFMEM["tokenizer"]["vocab_size"],
+        min_frequency=SELFMEM["tokenizer"]["min_frequency"],
     shell:
         "RAYON_NUM_THREADS={threads} python -m relift.selfmem.tokenizer {params.source}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
@@ -108,13 +108,13 @@ rule selfmem_train_generator:
     benchmark:
         "results/benchmarks/selfmem/{task}/train_generator_{arch}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
+        task=SELFMEM_TASK_RE,
+        arch=SELFMEM_ARCH_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_GEN["gpus"],
+        gpu=SELFMEM_GENERATOR["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         work="results/selfmem/{task}/work/{arch}",
@@ -123,7 +123,7 @@ rule selfmem_train_generator:
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
         # the whole section as one value: a changed setting reruns the job
-        settings=settings_json(SM_GEN, drop=("gpus",)),
+        settings=settings_json(SELFMEM_GENERATOR, drop=("gpus",)),
         seed=sm_seed,
         arch=sm_base_arch,
         device=config["device"],
@@ -144,7 +144,7 @@ rule selfmem_candidates:
     input:
         code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
         generator="results/selfmem/{task}/generator/{arch}",
-        data=lambda wc: SM_TASKS[wc.task][wc.split],
+        data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
         memory="results/selfmem/{task}/memory/bm25/{split}.txt",
     output:
         jsonl="results/selfmem/{task}/candidates/{arch}/{split}.jsonl",
@@ -154,22 +154,22 @@ rule selfmem_candidates:
     benchmark:
         "results/benchmarks/selfmem/{task}/candidates_{arch}_{split}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
+        task=SELFMEM_TASK_RE,
+        arch=SELFMEM_ARCH_RE,
         split="train|dev|test",
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_CAND["gpus"],
+        gpu=SELFMEM_CANDIDATES["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        num_beams=SM_CAND["num_beams"],
-        num_return=SM_CAND["num_return_sequences"],
-        batch_size=SM_CAND["batch_size"],
-        max_examples=SM_CAND["max_examples"],
+        num_beams=SELFMEM_CANDIDATES["num_beams"],
+        num_return=SELFMEM_CANDIDATES["num_return_sequences"],
+        batch_size=SELFMEM_CANDIDATES["batch_size"],
+        max_examples=SELFMEM_CANDIDATES["max_examples"],
         device=config["device"],
     shell:
         "python -m relift.selfmem.candidates --generator {input.generator:q}"
@@ -190,9 +190,9 @@ use rule selfmem_candidates as selfmem_hypotheses with:
     benchmark:
         "results/benchmarks/selfmem/{task}/hypotheses_{arch}_{split}.tsv"
     params:
-        num_beams=SM_HYP["num_beams"],
+        num_beams=SELFMEM_HYPOTHESES["num_beams"],
         num_return=1,
-        batch_size=SM_HYP["batch_size"],
+        batch_size=SELFMEM_HYPOTHESES["batch_size"],
         max_examples=0,
 
 
@@ -201,14 +201,14 @@ rule selfmem_score:
     input:
         code("score.py", "cli.py"),
         hyp="results/selfmem/{task}/hypotheses/{arch}/{split}.txt",
-        ref=lambda wc: SM_TASKS[wc.task][wc.split],
+        ref=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
         "results/selfmem/{task}/scores/{arch}/{split}.json",
     log:
         "results/logs/selfmem/{task}/score_{arch}_{split}.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
+        task=SELFMEM_TASK_RE,
+        arch=SELFMEM_ARCH_RE,
         split="train|dev|test",
     conda:
         "../../envs/relift.yaml"
@@ -225,11 +225,11 @@ use rule selfmem_score as selfmem_memory_score with:
     input:
         code("score.py", "cli.py"),
         hyp="results/selfmem/{task}/memory/bm25/{split}.txt",
-        ref=lambda wc: SM_TASKS[wc.task][wc.split],
+        ref=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
         "results/selfmem/{task}/scores/bm25_memory/{split}.json",
     log:
         "results/logs/selfmem/{task}/score_bm25_memory_{split}.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         split="train|dev|test",

@@ -29,7 +29,7 @@ rule selfmem_loop_report:
     log:
         "results/logs/selfmem/{task}/loop_report.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
     conda:
         "../../envs/relift.yaml"
     params:
@@ -37,13 +37,13 @@ rule selfmem_loop_report:
         variants=" ".join(
             "{}={}:{}:{}".format(
                 n,
-                SM_VARIANTS[n]["select"],
-                SM_VARIANTS[n]["beam_b"],
-                SM_VARIANTS[n]["memory_mode"],
+                SELFMEM_VARIANTS[n]["select"],
+                SELFMEM_VARIANTS[n]["beam_b"],
+                SELFMEM_VARIANTS[n]["memory_mode"],
             )
-            for n in SM_LOOP["run_variants"]
+            for n in SELFMEM_LOOP["run_variants"]
         ),
-        iterations=SM_LOOP["iterations"],
+        iterations=SELFMEM_LOOP["iterations"],
         metric=sm_opt("metric"),
     shell:
         "python -m relift.selfmem.report --root results/selfmem/{wildcards.task:q}"
@@ -59,7 +59,7 @@ rule selfmem_memory_use:
     input:
         code("selfmem/compare.py", "selfmem/candidates.py", "selfmem/model.py"),
         generator="results/selfmem/{task}/generator/{arch}",
-        data=lambda wc: SM_TASKS[wc.task][wc.split],
+        data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
         empty="results/selfmem/{task}/diagnostics/{arch}/{split}.empty.txt",
         reference="results/selfmem/{task}/diagnostics/{arch}/{split}.reference.txt",
@@ -68,20 +68,20 @@ rule selfmem_memory_use:
     benchmark:
         "results/benchmarks/selfmem/{task}/memory_use_{arch}_{split}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
         split="dev|test",
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_CAND["gpus"],
+        gpu=SELFMEM_CANDIDATES["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        num_beams=SM_HYP["num_beams"],
-        batch_size=SM_HYP["batch_size"],
+        num_beams=SELFMEM_HYPOTHESES["num_beams"],
+        batch_size=SELFMEM_HYPOTHESES["batch_size"],
         device=config["device"],
     shell:
         "python -m relift.selfmem.compare memory-use --generator {input.generator:q}"
@@ -112,7 +112,7 @@ rule selfmem_compare:
     log:
         "results/logs/selfmem/{task}/compare.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
     conda:
         "../../envs/relift.yaml"
     params:

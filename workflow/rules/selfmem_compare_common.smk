@@ -7,7 +7,7 @@ def _sm_row_label(arch):
 
 def sm_compare_inputs(wildcards):
     base = f"results/selfmem/{wildcards.task}"
-    task = SM_TASKS[wildcards.task]
+    task = SELFMEM_TASKS[wildcards.task]
     out = {
         "data": [task[s] for s in ("train", "dev", "test")],
         "memory": [
@@ -16,7 +16,7 @@ def sm_compare_inputs(wildcards):
             for x in ("txt", "hits.jsonl")
         ],
         "hyps": [
-            f"{base}/hypotheses/{a}/{s}.txt" for a in SM_ARCHS for s in LOOP_SPLITS
+            f"{base}/hypotheses/{a}/{s}.txt" for a in SELFMEM_ARCHS for s in LOOP_SPLITS
         ],
         "diag": [
             f"{base}/diagnostics/{a}/{s}.{kind}.txt"
@@ -27,8 +27,8 @@ def sm_compare_inputs(wildcards):
         "loop": [
             f"{base}/{a}/{v}/iter{k}/hypotheses.{s}.txt"
             for a in LOOP_ARCHS
-            for v in SM_LOOP["run_variants"]
-            for k in range(1, SM_LOOP["iterations"] + 1)
+            for v in SELFMEM_LOOP["run_variants"]
+            for k in range(1, SELFMEM_LOOP["iterations"] + 1)
             for s in LOOP_SPLITS
         ],
     }
@@ -37,16 +37,16 @@ def sm_compare_inputs(wildcards):
 
 def _sm_seed_files(arch, pattern):
     """`pattern` ({a}: the arch name of a seed) for every seed of `arch`, ';'-joined."""
-    return ";".join(pattern.format(a=sm_seeded(arch, seed)) for seed in SM_SEEDS)
+    return ";".join(pattern.format(a=sm_seeded(arch, seed)) for seed in SELFMEM_SEEDS)
 
 
 def sm_compare_args(wildcards):
     """Rows of the comparison table (see relift.selfmem.compare); a row's files hold one
     alternative per seed (';'-separated), a loop row's one iteration list per seed."""
     base = f"results/selfmem/{wildcards.task}"
-    task = SM_TASKS[wildcards.task]
+    task = SELFMEM_TASKS[wildcards.task]
     q = shlex.quote
-    archs = SM_BASE_ARCHS
+    archs = SELFMEM_BASE_ARCHS
     loop_archs = [a for a in archs if a != "vanilla"]
     args = [
         f"--task {q(wildcards.task)} --train {q(task['train'])} --dev {q(task['dev'])}",
@@ -72,8 +72,8 @@ def sm_compare_args(wildcards):
                 for s in LOOP_SPLITS
             )
             args.append(f"--row {q(f'{label}|{dev}|{test}')}")
-        for v in SM_LOOP["run_variants"]:
-            its = range(1, SM_LOOP["iterations"] + 1)
+        for v in SELFMEM_LOOP["run_variants"]:
+            its = range(1, SELFMEM_LOOP["iterations"] + 1)
             dev, test = (
                 _sm_seed_files(
                     a,
@@ -83,9 +83,9 @@ def sm_compare_args(wildcards):
                 )
                 for s in LOOP_SPLITS
             )
-            kind = "oracle" if SM_VARIANTS[v]["select"] == "oracle" else "loop"
+            kind = "oracle" if SELFMEM_VARIANTS[v]["select"] == "oracle" else "loop"
             label = f"{a} {v}" + (" (ORACLE selection)" if kind == "oracle" else "")
-            if SM_LOOP["iterations"]:
+            if SELFMEM_LOOP["iterations"]:
                 args.append(f"--loop {q(f'{label}|{kind}|{dev}|{test}')}")
     if "vanilla" in archs:
         args.append(f"--vanilla {q(_sm_row_label('vanilla'))}")
@@ -95,16 +95,16 @@ def sm_compare_args(wildcards):
         f"--metrics {'bleu,chrf' if task.get('metric', 'bleu') == 'bleu' else 'rouge'}"
     )
     args.append(
-        f"--resamples {SM['compare']['resamples']} --seed {SM['compare']['seed']}"
+        f"--resamples {SELFMEM['compare']['resamples']} --seed {SELFMEM['compare']['seed']}"
     )
     return " ".join(args)
 
 
 def selfmem_compare_targets():
-    if not SM_ARCHS:
+    if not SELFMEM_ARCHS:
         return []
     return [
         f"results/selfmem/{task}/report/comparison.{ext}"
-        for task in SM_RUN
+        for task in SELFMEM_RUN_TASKS
         for ext in ("json", "csv", "html")
     ]

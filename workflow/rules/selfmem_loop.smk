@@ -35,9 +35,9 @@ rule selfmem_loop_iter0:
     log:
         "results/logs/selfmem/{task}/loop_{arch}_{variant}_iter0.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
-        variant=_sm_alternatives(SM_VARIANTS),
+        variant=_sm_alternatives(SELFMEM_VARIANTS),
     conda:
         "../../envs/relift.yaml"
     params:
@@ -47,7 +47,7 @@ rule selfmem_loop_iter0:
             candidates="input.candidates",
             hypotheses="input.hypotheses",
         ),
-        pool_size=SM_LOOP["num_return_sequences"],
+        pool_size=SELFMEM_LOOP["num_return_sequences"],
         out_dir=ITER0,
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
@@ -68,16 +68,16 @@ rule selfmem_loop_select:
     log:
         "results/logs/selfmem/{task}/loop_{arch}_{variant}_iter{k}_select.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
-        variant=_sm_alternatives(SM_VARIANTS),
+        variant=_sm_alternatives(SELFMEM_VARIANTS),
         k=K_POS,
     conda:
         "../../envs/relift.yaml"
     params:
         inputs=sm_loop_select_flags,
-        beam_b=lambda wc: SM_VARIANTS[wc.variant]["beam_b"],
-        mode=lambda wc: SM_VARIANTS[wc.variant]["memory_mode"],
+        beam_b=lambda wc: SELFMEM_VARIANTS[wc.variant]["beam_b"],
+        mode=lambda wc: SELFMEM_VARIANTS[wc.variant]["memory_mode"],
         outputs=sm_split_args(out_beams="output.beams", out_memory="output.memory"),
     shell:
         "python -m relift.selfmem.loop select {params.inputs} --beam-b {params.beam_b}"
@@ -99,16 +99,16 @@ rule selfmem_loop_candidates:
     benchmark:
         "results/benchmarks/selfmem/{task}/loop_{arch}_{variant}_iter{k}_beam{beam}_candidates.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
-        variant=_sm_alternatives(SM_VARIANTS),
+        variant=_sm_alternatives(SELFMEM_VARIANTS),
         k=K_POS,
         beam="[0-9]+",
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_CAND["gpus"],
+        gpu=SELFMEM_CANDIDATES["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         data=sm_split_args(data="input.data"),
@@ -116,9 +116,9 @@ rule selfmem_loop_candidates:
         outputs=sm_split_args(output_jsonl="output"),
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        num_beams=SM_LOOP["num_beams"],
-        num_return=SM_LOOP["num_return_sequences"],
-        batch_size=SM_CAND["batch_size"],
+        num_beams=SELFMEM_LOOP["num_beams"],
+        num_return=SELFMEM_LOOP["num_return_sequences"],
+        batch_size=SELFMEM_CANDIDATES["batch_size"],
         device=config["device"],
     shell:
         "python -m relift.selfmem.loop generate --generator {input.generator:q} {params.data}"
@@ -141,7 +141,7 @@ rule selfmem_loop_oracle_scores:
     log:
         "results/logs/selfmem/{task}/loop_{arch}_{variant}_iter{k}_beam{beam}_oracle.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
         variant=ORACLE_VARIANT_RE,
         k="[0-9]+",
@@ -175,15 +175,15 @@ rule selfmem_loop_hypotheses:
     benchmark:
         "results/benchmarks/selfmem/{task}/loop_{arch}_{variant}_iter{k}_hypotheses.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
-        variant=_sm_alternatives(SM_VARIANTS),
+        variant=_sm_alternatives(SELFMEM_VARIANTS),
         k=K_POS,
     conda:
         "../../envs/relift.yaml"
     threads: 1 if LOOP_HYP_FROM_POOL else config["threads"]
     resources:
-        gpu=0 if LOOP_HYP_FROM_POOL else SM_CAND["gpus"],
+        gpu=0 if LOOP_HYP_FROM_POOL else SELFMEM_CANDIDATES["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         args=sm_loop_hyp_args,
@@ -204,9 +204,9 @@ rule selfmem_loop_score:
     log:
         "results/logs/selfmem/{task}/loop_{arch}_{variant}_iter{k}_score.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
-        variant=_sm_alternatives(SM_VARIANTS),
+        variant=_sm_alternatives(SELFMEM_VARIANTS),
         k="[0-9]+",
     conda:
         "../../envs/relift.yaml"

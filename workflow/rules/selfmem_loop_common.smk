@@ -1,15 +1,18 @@
 # Selfmem part 2 settings and helper functions (of selfmem_selector.smk, selfmem_loop.smk and
 # selfmem_compare.smk).
-SM_SEL = SM["selector"]
-SM_LOOP = SM["loop"]
+SELFMEM_SELECTOR = SELFMEM["selector"]
+SELFMEM_LOOP = SELFMEM["loop"]
 # selector.encoder: scratch = a from-scratch encoder over the task's own tokenizer
-SEL_SCRATCH = SM_SEL["encoder"] == "scratch"
-if SEL_SCRATCH and SM_SEL["layers"] < 1:
+SELECTOR_SCRATCH = SELFMEM_SELECTOR["encoder"] == "scratch"
+if SELECTOR_SCRATCH and SELFMEM_SELECTOR["layers"] < 1:
     raise ValueError(
         "selfmem.selector.encoder: scratch builds an encoder of selfmem.selector.layers layers; "
         "set layers >= 1"
     )
-if SEL_SCRATCH and SM_SEL["scratch"]["hidden"] % SM_SEL["scratch"]["heads"]:
+if (
+    SELECTOR_SCRATCH
+    and SELFMEM_SELECTOR["scratch"]["hidden"] % SELFMEM_SELECTOR["scratch"]["heads"]
+):
     raise ValueError(
         "selfmem.selector.scratch.hidden must be a multiple of selfmem.selector.scratch.heads"
     )
@@ -23,48 +26,48 @@ LOOP_CODE = (
 SELECTOR_CODE = ("selfmem/selector.py", "selfmem/formats.py", "selfmem/oracle.py")
 LOOP_SPLITS = ["dev", "test"]
 # vanilla reads no memory
-LOOP_ARCHS = [a for a in SM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
+LOOP_ARCHS = [a for a in SELFMEM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
 
 
 def _sm_variant(name):
-    v = SM_LOOP["variants"][name]
+    v = SELFMEM_LOOP["variants"][name]
     return {
         "select": v.get("select", "selector"),
-        "beam_b": v.get("beam_b", SM_LOOP["beam_b"]),
-        "memory_mode": v.get("memory_mode", SM_LOOP["memory_mode"]),
+        "beam_b": v.get("beam_b", SELFMEM_LOOP["beam_b"]),
+        "memory_mode": v.get("memory_mode", SELFMEM_LOOP["memory_mode"]),
     }
 
 
-SM_VARIANTS = {name: _sm_variant(name) for name in SM_LOOP["variants"]}
-for _name in SM_LOOP["run_variants"]:
-    if _name not in SM_VARIANTS:
+SELFMEM_VARIANTS = {name: _sm_variant(name) for name in SELFMEM_LOOP["variants"]}
+for _name in SELFMEM_LOOP["run_variants"]:
+    if _name not in SELFMEM_VARIANTS:
         raise ValueError(
             f"selfmem.loop.run_variants names {_name!r}, which selfmem.loop.variants does not "
-            f"define (defined: {', '.join(SM_VARIANTS)})"
+            f"define (defined: {', '.join(SELFMEM_VARIANTS)})"
         )
-if SM_LOOP["num_return_sequences"] > SM_CAND["num_return_sequences"]:
+if SELFMEM_LOOP["num_return_sequences"] > SELFMEM_CANDIDATES["num_return_sequences"]:
     raise ValueError(
         "selfmem.loop.num_return_sequences must not exceed selfmem.candidates."
         "num_return_sequences (iteration 0's pool is the first candidates of part 1's)"
     )
-for _name, _v in [("selfmem.loop", SM_LOOP)] + [
-    (f"selfmem.loop.variants.{n}", v) for n, v in SM_LOOP["variants"].items()
+for _name, _v in [("selfmem.loop", SELFMEM_LOOP)] + [
+    (f"selfmem.loop.variants.{n}", v) for n, v in SELFMEM_LOOP["variants"].items()
 ]:
-    if _v.get("beam_b", 1) > SM_LOOP["num_return_sequences"]:
+    if _v.get("beam_b", 1) > SELFMEM_LOOP["num_return_sequences"]:
         raise ValueError(
             f"{_name}.beam_b ({_v['beam_b']}) must not exceed selfmem.loop."
-            f"num_return_sequences ({SM_LOOP['num_return_sequences']}): Top-B keeps B "
+            f"num_return_sequences ({SELFMEM_LOOP['num_return_sequences']}): Top-B keeps B "
             "children of each memory's candidate pool"
         )
-SEL_VARIANT_RE = _sm_alternatives(
-    n for n, v in SM_VARIANTS.items() if v["select"] == "selector"
+SELECTOR_VARIANT_RE = _sm_alternatives(
+    n for n, v in SELFMEM_VARIANTS.items() if v["select"] == "selector"
 )
 ORACLE_VARIANT_RE = _sm_alternatives(
-    n for n, v in SM_VARIANTS.items() if v["select"] == "oracle"
+    n for n, v in SELFMEM_VARIANTS.items() if v["select"] == "oracle"
 )
 LOOP_ARCH_RE = f"(joint|dual){SEED_SUFFIX_RE}"
 # the pools are decoded with the final beam: slot 0's best candidate is the hypothesis
-LOOP_HYP_FROM_POOL = SM_LOOP["num_beams"] == SM_HYP["num_beams"]
+LOOP_HYP_FROM_POOL = SELFMEM_LOOP["num_beams"] == SELFMEM_HYPOTHESES["num_beams"]
 K_POS = "[1-9][0-9]*"  # iterations >= 1
 # one iteration of a variant, and one memory slot (beam) of it
 ITER = "results/selfmem/{task}/{arch}/{variant}/iter{k}"
@@ -75,19 +78,23 @@ SELECTOR_DIR = "results/selfmem/{task}/{arch}/selector"
 
 def sm_selector_encoder_input(wildcards):
     """The from-scratch encoder folder of a selector job's task and seed (none otherwise)."""
-    if not SEL_SCRATCH:
+    if not SELECTOR_SCRATCH:
         return []
     return f"results/selfmem/{wildcards.task}/selector_encoder/scratch.s{sm_seed(wildcards)}"
 
 
 def sm_selector_encoder(wildcards):
     """--encoder of a selector job: the configured encoder, or its from-scratch folder."""
-    return sm_selector_encoder_input(wildcards) if SEL_SCRATCH else SM_SEL["encoder"]
+    return (
+        sm_selector_encoder_input(wildcards)
+        if SELECTOR_SCRATCH
+        else SELFMEM_SELECTOR["encoder"]
+    )
 
 
 def sm_loop_slots(variant, k):
     """Memory slots of an iteration: iteration 0 holds the one BM25 memory, later ones B."""
-    return 1 if int(k) == 0 else SM_VARIANTS[variant]["beam_b"]
+    return 1 if int(k) == 0 else SELFMEM_VARIANTS[variant]["beam_b"]
 
 
 def sm_loop_splits(pattern, folder=None):
@@ -103,7 +110,7 @@ def sm_loop_prev(wildcards):
     scores (a selector variant's iteration-0 pools are scored once, in the selector folder).
     """
     prev = int(wildcards.k) - 1
-    v = SM_VARIANTS[wildcards.variant]
+    v = SELFMEM_VARIANTS[wildcards.variant]
     base = ITER.format(**{**dict(wildcards.items()), "k": prev})
     slots = range(sm_loop_slots(wildcards.variant, prev))
     if v["select"] == "selector" and prev == 0:
@@ -138,11 +145,11 @@ def sm_loop_select_flags(wildcards, input):
         for path in paths:
             split = path.rsplit(".", 2)[-2]
             flags.append(f"{flag} {split}={shlex.quote(path)}")
-    v = SM_VARIANTS[wildcards.variant]
+    v = SELFMEM_VARIANTS[wildcards.variant]
     if v["memory_mode"] == "augment":
-        budget = SM_LOOP["memory_budget"] or SM_GEN["max_memory_length"]
+        budget = SELFMEM_LOOP["memory_budget"] or SELFMEM_GENERATOR["max_memory_length"]
         flags.append(f"--budget {budget} --tokenizer {shlex.quote(input.generator)}")
-    flags.append(f"--separator {shlex.quote(SM_LOOP['separator'])}")
+    flags.append(f"--separator {shlex.quote(SELFMEM_LOOP['separator'])}")
     return " ".join(flags)
 
 
@@ -169,7 +176,7 @@ def sm_split_args(**flags):
 
 
 def sm_loop_data(wildcards):
-    return [SM_TASKS[wildcards.task][s] for s in LOOP_SPLITS]
+    return [SELFMEM_TASKS[wildcards.task][s] for s in LOOP_SPLITS]
 
 
 def sm_loop_hyp_inputs(wildcards):
@@ -196,7 +203,7 @@ def sm_loop_hyp_args(wildcards, input, output, threads):
             for s, p in zip(LOOP_SPLITS, input.pool)
         )
         return f"top1 {pools} {outs}"
-    task = SM_TASKS[wildcards.task]
+    task = SELFMEM_TASKS[wildcards.task]
     data = " ".join(
         f"--data {s}={shlex.quote(p)}" for s, p in zip(LOOP_SPLITS, input.data)
     )
@@ -207,8 +214,8 @@ def sm_loop_hyp_args(wildcards, input, output, threads):
         f"generate --generator {shlex.quote(input.generator)} {data}"
         f" {mems} {outs} --src-field {shlex.quote(task.get('src_field', 'src'))}"
         f" --trg-field {shlex.quote(task.get('trg_field', 'trg'))}"
-        f" --num-beams {SM_HYP['num_beams']} --num-return-sequences 1"
-        f" --batch-size {SM_HYP['batch_size']} --device {config['device']}"
+        f" --num-beams {SELFMEM_HYPOTHESES['num_beams']} --num-return-sequences 1"
+        f" --batch-size {SELFMEM_HYPOTHESES['batch_size']} --device {config['device']}"
         f" --threads {threads}"
     )
 
@@ -217,23 +224,26 @@ def sm_loop_report_inputs(wildcards):
     return [
         f"{ITER.format(task=wildcards.task, arch=arch, variant=variant, k=k)}/{kind}.{split}.json"
         for arch in LOOP_ARCHS
-        for variant in SM_LOOP["run_variants"]
-        for k in range(SM_LOOP["iterations"] + 1)
+        for variant in SELFMEM_LOOP["run_variants"]
+        for k in range(SELFMEM_LOOP["iterations"] + 1)
         for kind in ("scores", "memory_scores")
         for split in LOOP_SPLITS
     ] + [
         f"{SELECTOR_DIR.format(task=wildcards.task, arch=arch)}/model"
         for arch in LOOP_ARCHS
-        if any(SM_VARIANTS[v]["select"] == "selector" for v in SM_LOOP["run_variants"])
+        if any(
+            SELFMEM_VARIANTS[v]["select"] == "selector"
+            for v in SELFMEM_LOOP["run_variants"]
+        )
     ]
 
 
 def selfmem_loop_targets():
     """The per-task report of the loop (it pulls in every iteration of every variant)."""
-    if not LOOP_ARCHS or not SM_LOOP["run_variants"]:
+    if not LOOP_ARCHS or not SELFMEM_LOOP["run_variants"]:
         return []
     return [
         f"results/selfmem/{task}/report/loop_{name}"
-        for task in SM_RUN
+        for task in SELFMEM_RUN_TASKS
         for name in ("scores.csv", "report.html", "bleu.png")
     ]

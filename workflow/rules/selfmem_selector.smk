@@ -19,12 +19,12 @@ use rule selfmem_candidates as selfmem_selector_train_candidates with:
     benchmark:
         "results/benchmarks/selfmem/{task}/selector_train_candidates_{arch}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
     params:
-        num_beams=SM_SEL["train_num_beams"],
-        num_return=SM_SEL["train_num_return_sequences"],
-        max_examples=SM_SEL["train_examples"],
+        num_beams=SELFMEM_SELECTOR["train_num_beams"],
+        num_return=SELFMEM_SELECTOR["train_num_return_sequences"],
+        max_examples=SELFMEM_SELECTOR["train_examples"],
 
 
 rule selfmem_selector_scratch_encoder:
@@ -37,16 +37,16 @@ rule selfmem_selector_scratch_encoder:
     log:
         "results/logs/selfmem/{task}/selector_scratch_encoder_s{seed}.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         seed="[0-9]+",
     conda:
         "../../envs/relift.yaml"
     params:
-        hidden=SM_SEL["scratch"]["hidden"],
-        layers=SM_SEL["layers"],
-        heads=SM_SEL["scratch"]["heads"],
-        intermediate=SM_SEL["scratch"]["intermediate"],
-        max_positions=SM_SEL["max_length"],
+        hidden=SELFMEM_SELECTOR["scratch"]["hidden"],
+        layers=SELFMEM_SELECTOR["layers"],
+        heads=SELFMEM_SELECTOR["scratch"]["heads"],
+        intermediate=SELFMEM_SELECTOR["scratch"]["intermediate"],
+        max_positions=SELFMEM_SELECTOR["max_length"],
     shell:
         "python -m relift.selfmem.scratch_encoder --tokenizer {input.tokenizer:q}"
         " --hidden {params.hidden} --layers {params.layers} --heads {params.heads}"
@@ -70,13 +70,13 @@ rule selfmem_selector_train:
     benchmark:
         "results/benchmarks/selfmem/{task}/selector_train_{arch}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_SEL["gpus"],
+        gpu=SELFMEM_SELECTOR["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         work="results/selfmem/{task}/work/selector_{arch}",
@@ -84,19 +84,19 @@ rule selfmem_selector_train:
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
         encoder=sm_selector_encoder,
-        pooling=SM_SEL["pooling"],
-        layers=SM_SEL["layers"],
-        max_length=SM_SEL["max_length"],
-        temperature=SM_SEL["temperature"],
-        batch_size=SM_SEL["batch_size"],
-        dev_pool_size=SM_LOOP["num_return_sequences"],
-        lr=SM_SEL["lr"],
-        warmup=SM_SEL["warmup_steps"],
-        max_steps=SM_SEL["max_steps"],
-        eval_every=SM_SEL["eval_every"],
-        dev_max=SM_SEL["dev_max_examples"],
-        patience=SM_SEL["patience"],
-        score_batch_size=SM_SEL["score_batch_size"],
+        pooling=SELFMEM_SELECTOR["pooling"],
+        layers=SELFMEM_SELECTOR["layers"],
+        max_length=SELFMEM_SELECTOR["max_length"],
+        temperature=SELFMEM_SELECTOR["temperature"],
+        batch_size=SELFMEM_SELECTOR["batch_size"],
+        dev_pool_size=SELFMEM_LOOP["num_return_sequences"],
+        lr=SELFMEM_SELECTOR["lr"],
+        warmup=SELFMEM_SELECTOR["warmup_steps"],
+        max_steps=SELFMEM_SELECTOR["max_steps"],
+        eval_every=SELFMEM_SELECTOR["eval_every"],
+        dev_max=SELFMEM_SELECTOR["dev_max_examples"],
+        patience=SELFMEM_SELECTOR["patience"],
+        score_batch_size=SELFMEM_SELECTOR["score_batch_size"],
         seed=sm_seed,
         device=config["device"],
     shell:
@@ -132,13 +132,13 @@ rule selfmem_selector_bm25_pools:
     benchmark:
         "results/benchmarks/selfmem/{task}/selector_bm25_pools_{arch}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_SEL["gpus"],
+        gpu=SELFMEM_SELECTOR["gpus"],
         mem_mb=lambda wc, attempt: 3000 * attempt,
     params:
         files=sm_split_args(
@@ -146,8 +146,8 @@ rule selfmem_selector_bm25_pools:
         ),
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        pool_size=SM_LOOP["num_return_sequences"],
-        batch_size=SM_SEL["score_batch_size"],
+        pool_size=SELFMEM_LOOP["num_return_sequences"],
+        batch_size=SELFMEM_SELECTOR["score_batch_size"],
         device=config["device"],
     shell:
         "python -m relift.selfmem.selector score --selector {input.selector:q} {params.files}"
@@ -170,9 +170,9 @@ use rule selfmem_selector_bm25_pools as selfmem_loop_selector_scores with:
     benchmark:
         "results/benchmarks/selfmem/{task}/loop_{arch}_{variant}_iter{k}_beam{beam}_scores.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
-        variant=SEL_VARIANT_RE,
+        variant=SELECTOR_VARIANT_RE,
         k=K_POS,
         beam="[0-9]+",
     params:
