@@ -54,7 +54,7 @@ def test_default_task_plans_the_german_memory(tmp_path):
     download = overlay(tmp_path, "dl.yaml", 'data:\n  translation_memory:\n    wheel_dir: ""\n')
     jobs = planned_jobs(wd, configfiles=[download])
     assert GERMAN_MEMORY_RULES <= set(jobs)
-    assert jobs["selfmem_bm25"] == 1
+    assert jobs["selfmem_memory"] == 1
 
 
 def test_french_task_plans_no_german_memory(tmp_path):
@@ -65,7 +65,7 @@ def test_french_task_plans_no_german_memory(tmp_path):
     fr = french_overlay(tmp_path)
     jobs = planned_jobs(wd, configfiles=[fr])
     assert not GERMAN_MEMORY_RULES & set(jobs), jobs
-    assert jobs["selfmem_bm25"] == 1 and jobs["selfmem_compare"] == 1
+    assert jobs["selfmem_memory"] == 1 and jobs["selfmem_compare"] == 1
     out = dry_run(wd, [fr])
     assert "tm_ende" not in out and "results/data/tm" not in out
     assert "results/selfmem/en_fr/report/comparison.html" in out
@@ -78,7 +78,7 @@ def test_null_removes_the_default_task(tmp_path):
     wd.mkdir()
     fr = french_overlay(tmp_path, extra="    tm_ende: null\n")
     jobs = planned_jobs(wd, configfiles=[fr])
-    assert not GERMAN_MEMORY_RULES & set(jobs) and jobs["selfmem_bm25"] == 1
+    assert not GERMAN_MEMORY_RULES & set(jobs) and jobs["selfmem_memory"] == 1
     assert "tm_ende" not in dry_run(wd, [fr])
     gone = overlay(tmp_path, "gone.yaml", "selfmem:\n  tasks:\n    tm_ende: null\n")
     r = snakemake(wd, "-n", configfiles=[gone], check=False)
@@ -202,7 +202,7 @@ def test_paper_selfmem_overlays_stack(tmp_path):
     jobs = job_stats(out)
     archs, loop_archs, variants, iterations = 3, 2, 2, 5
     expected = {
-        "selfmem_bm25": 1,
+        "selfmem_memory": 1,
         "selfmem_tokenizer": 1,
         "selfmem_train_generator": archs,
         "selfmem_candidates": archs * 2,
@@ -220,7 +220,7 @@ def test_paper_selfmem_overlays_stack(tmp_path):
     }
     assert {k: jobs.get(k) for k in expected} == expected
     assert not GERMAN_MEMORY_RULES & set(jobs) and "tm_ende" not in out
-    (bm25,) = shell_commands(out, "selfmem.bm25")
+    (bm25,) = shell_commands(out, "selfmem.memory")
     assert "--backend elasticsearch" in bm25 and "--top-k 10 --max-words 600" in bm25
     assert "--es-index relift-selfmem-jrc_ende" in bm25
     gens = shell_commands(out, "selfmem.train_generator")
@@ -271,7 +271,7 @@ def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
     wd = tmp_path / "run"
     wd.mkdir()
     fr = french_overlay(tmp_path)
-    target = "results/selfmem/en_fr/memory/bm25/train.txt"
+    target = "results/selfmem/en_fr/memory/train.txt"
     base = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "1", "-n"]
     for cmd in (
         base + [target, "--configfile", str(fr)],
@@ -279,7 +279,7 @@ def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
     ):
         r = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert job_stats(r.stdout + r.stderr) == {"selfmem_bm25": 1}
+        assert job_stats(r.stdout + r.stderr) == {"selfmem_memory": 1}
     r = subprocess.run(
         base + ["--configfile", str(fr), target], cwd=wd, capture_output=True, text=True
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_selfmem_bm25 import PAIRS, QUERIES, write_split  # noqa: E402
+from test_selfmem_memory import PAIRS, QUERIES, write_split  # noqa: E402
 
 from relift.io import run_cli
 from relift.selfmem import candidates, train_generator

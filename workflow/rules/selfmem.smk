@@ -1,4 +1,4 @@
-# Selfmem part 1: BM25 memory -> tokenizer -> retrieval-augmented generator (per arch) ->
+# Selfmem part 1: retrieval (BM25) memory -> tokenizer -> retrieval-augmented generator (per arch) ->
 # beam candidates, final hypotheses and scores. One `{task}` per entry of selfmem.tasks; the
 # embedded default `tm_ende` reads the en-de translation memory in results/data/tm/.
 # Training checkpoints live in results/selfmem/<task>/work/<arch>/ (not declared outputs), so a
@@ -6,31 +6,28 @@
 include: "selfmem_common.smk"
 
 
-rule selfmem_bm25:
-    """BM25 memory: the target side of each example's best training hit (self excluded)."""
+rule selfmem_memory:
+    """Retrieval memory (BM25; backend bm25s or elasticsearch): the target side of each
+    example's best training hit (self excluded)."""
     input:
-        code("selfmem/bm25.py", "selfmem/data.py"),
+        code(*MEMORY_CODE, "selfmem/data.py"),
         train=sm_split("train"),
         dev=sm_split("dev"),
         test=sm_split("test"),
     output:
-        memories=expand(
-            "results/selfmem/{{task}}/memory/bm25/{split}.txt", split=SPLITS
-        ),
-        hits=expand(
-            "results/selfmem/{{task}}/memory/bm25/{split}.hits.jsonl", split=SPLITS
-        ),
+        memories=expand("results/selfmem/{{task}}/memory/{split}.txt", split=SPLITS),
+        hits=expand("results/selfmem/{{task}}/memory/{split}.hits.jsonl", split=SPLITS),
     log:
-        "results/logs/selfmem/{task}/bm25.log",
+        "results/logs/selfmem/{task}/memory.log",
     benchmark:
-        "results/benchmarks/selfmem/{task}/bm25.tsv"
+        "results/benchmarks/selfmem/{task}/memory.tsv"
     wildcard_constraints:
         task=SELFMEM_TASK_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     params:
-        out_dir="results/selfmem/{task}/memory/bm25",
+        out_dir="results/selfmem/{task}/memory",
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         backend=SELFMEM["memory"]["backend"],
@@ -43,7 +40,7 @@ rule selfmem_bm25:
         es_batch_size=SELFMEM["memory"]["es_batch_size"],
         es_max_retries=SELFMEM["memory"]["es_max_retries"],
     shell:
-        "python -m relift.selfmem.bm25 --train {input.train:q} --query train={input.train:q}"
+        "python -m relift.selfmem.memory --train {input.train:q} --query train={input.train:q}"
         " --query dev={input.dev:q} --query test={input.test:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --backend {params.backend} --bm25s-engine {params.engine}"
@@ -97,9 +94,9 @@ rule selfmem_train_generator:
         ),
         train=sm_split("train"),
         dev=sm_split("dev"),
-        train_memory="results/selfmem/{task}/memory/bm25/train.txt",
-        dev_memory="results/selfmem/{task}/memory/bm25/dev.txt",
-        train_hits="results/selfmem/{task}/memory/bm25/train.hits.jsonl",
+        train_memory="results/selfmem/{task}/memory/train.txt",
+        dev_memory="results/selfmem/{task}/memory/dev.txt",
+        train_hits="results/selfmem/{task}/memory/train.hits.jsonl",
         tokenizer="results/selfmem/{task}/tokenizer",
     output:
         directory("results/selfmem/{task}/generator/{arch}"),
@@ -145,7 +142,7 @@ rule selfmem_candidates:
         code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
-        memory="results/selfmem/{task}/memory/bm25/{split}.txt",
+        memory="results/selfmem/{task}/memory/{split}.txt",
     output:
         jsonl="results/selfmem/{task}/candidates/{arch}/{split}.jsonl",
         txt="results/selfmem/{task}/candidates/{arch}/{split}.txt",
@@ -224,7 +221,7 @@ rule selfmem_score:
 use rule selfmem_score as selfmem_memory_score with:
     input:
         code("score.py", "cli.py"),
-        hyp="results/selfmem/{task}/memory/bm25/{split}.txt",
+        hyp="results/selfmem/{task}/memory/{split}.txt",
         ref=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
         "results/selfmem/{task}/scores/bm25_memory/{split}.json",

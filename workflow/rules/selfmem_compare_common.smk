@@ -11,9 +11,7 @@ def sm_compare_inputs(wildcards):
     out = {
         "data": [task[s] for s in ("train", "dev", "test")],
         "memory": [
-            f"{base}/memory/bm25/{s}.{x}"
-            for s in LOOP_SPLITS
-            for x in ("txt", "hits.jsonl")
+            f"{base}/memory/{s}.{x}" for s in LOOP_SPLITS for x in ("txt", "hits.jsonl")
         ],
         "hyps": [
             f"{base}/hypotheses/{a}/{s}.txt" for a in SELFMEM_ARCHS for s in LOOP_SPLITS
@@ -55,8 +53,8 @@ def sm_compare_args(wildcards):
         f"--trg-field {q(task.get('trg_field', 'trg'))}",
     ]
     for s in LOOP_SPLITS:
-        args.append(f"--memory-{s} {base}/memory/bm25/{s}.txt")
-        args.append(f"--hits-{s} {base}/memory/bm25/{s}.hits.jsonl")
+        args.append(f"--memory-{s} {base}/memory/{s}.txt")
+        args.append(f"--hits-{s} {base}/memory/{s}.hits.jsonl")
     for a in archs:
         dev, test = (
             _sm_seed_files(a, f"{base}/hypotheses/{{a}}/{s}.txt") for s in LOOP_SPLITS

@@ -20,7 +20,7 @@ rule selfmem_loop_iter0:
     input:
         code(*LOOP_CODE, "selfmem/data.py"),
         data=sm_loop_data,
-        memory=sm_loop_splits("results/selfmem/{task}/memory/bm25/{split}.txt"),
+        memory=sm_loop_splits("results/selfmem/{task}/memory/{split}.txt"),
         candidates=sm_loop_splits(
             "results/selfmem/{task}/candidates/{arch}/{split}.jsonl"
         ),

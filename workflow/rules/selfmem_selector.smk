@@ -10,7 +10,7 @@ use rule selfmem_candidates as selfmem_selector_train_candidates with:
         code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_split("train"),
-        memory="results/selfmem/{task}/memory/bm25/train.txt",
+        memory="results/selfmem/{task}/memory/train.txt",
     output:
         jsonl=f"{SELECTOR_DIR}/train_candidates.jsonl",
         txt=f"{SELECTOR_DIR}/train_candidates.txt",
