@@ -23,7 +23,12 @@ LOOP_CODE = (
     "selfmem/topb.py",
     "selfmem/oracle.py",
 )
-SELECTOR_CODE = ("selfmem/selector.py", "selfmem/formats.py", "selfmem/oracle.py")
+SELECTOR_CODE = (
+    "selfmem/selector.py",
+    "selfmem/selector_model.py",
+    "selfmem/formats.py",
+    "selfmem/oracle.py",
+)
 LOOP_SPLITS = ["dev", "test"]
 # vanilla reads no memory
 LOOP_ARCHS = [a for a in SELFMEM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
