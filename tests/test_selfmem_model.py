@@ -491,6 +491,7 @@ def test_fast_beam_search_equals_plain_beam_search(tok, monkeypatch, arch, copy)
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     import relift.selfmem.model as M
+    import relift.selfmem.model_copy as MC
 
     size = ModelSize(32, 1, 1, 2, 64, 0.0, 0.0, pre_ln=arch != "dual", copy=copy)
     g = Generator.from_scratch(tok, GeneratorSpec(arch=arch), size, seed=0)
@@ -500,13 +501,13 @@ def test_fast_beam_search_equals_plain_beam_search(tok, monkeypatch, arch, copy)
             if p.dim() > 1:
                 p.mul_(4)
     moved = []  # beams really reordered (else a broken reordering would go unnoticed)
-    reorder = M.BeamSearchCache.reorder_cache
+    reorder = MC.BeamSearchCache.reorder_cache
 
     def watch(self, beam_idx):
         moved.append(bool((beam_idx != torch.arange(len(beam_idx))).any()))
         reorder(self, beam_idx)
 
-    monkeypatch.setattr(M.BeamSearchCache, "reorder_cache", watch)
+    monkeypatch.setattr(MC.BeamSearchCache, "reorder_cache", watch)
     srcs = ["Save the file", "Open the window now", "Close", "Print all pages of it"]
     mems = None if arch == "vanilla" else ["Datei speichern", "Öffnen", "Schließen", "Drucken"]
     fast = g.generate(srcs, mems, num_beams=3, num_return_sequences=3, max_new_tokens=12)

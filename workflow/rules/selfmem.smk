@@ -87,7 +87,7 @@ rule selfmem_train_generator:
             "selfmem/train_generator.py",
             "selfmem/settings.py",
             "settings.py",
-            "selfmem/model.py",
+            *GENERATOR_CODE,
             "selfmem/data.py",
             "train/loop.py",
             "score.py",
@@ -139,7 +139,7 @@ rule selfmem_candidates:
     (selfmem_hypotheses) and the selector's training pools are the same job with other beams.
     """
     input:
-        code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
+        code("selfmem/candidates.py", *GENERATOR_CODE, "selfmem/data.py"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
         memory="results/selfmem/{task}/memory/{split}.txt",

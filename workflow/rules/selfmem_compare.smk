@@ -57,7 +57,7 @@ rule selfmem_memory_use:
     """Does the generator read its memory? Decodes with the empty memory and with the
     reference as memory (ORACLE: a diagnostic, never a result)."""
     input:
-        code("selfmem/compare.py", "selfmem/candidates.py", "selfmem/model.py"),
+        code("selfmem/compare.py", "selfmem/candidates.py", *GENERATOR_CODE),
         generator="results/selfmem/{task}/generator/{arch}",
         data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:

@@ -88,7 +88,7 @@ rule selfmem_loop_candidates:
     """Candidate pool of beam slot b: G(x, memory of slot b), beam N returning K (one job per
     slot: the B slots of an iteration run in parallel on a cluster)."""
     input:
-        code(*LOOP_CODE, "selfmem/candidates.py", "selfmem/model.py"),
+        code(*LOOP_CODE, "selfmem/candidates.py", *GENERATOR_CODE),
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_loop_data,
         beams=sm_loop_splits("beams.{split}.jsonl", ITER),
@@ -167,7 +167,7 @@ rule selfmem_loop_hypotheses:
     hypothesis and is taken from the pool instead of decoding a second time."""
     input:
         unpack(sm_loop_hyp_inputs),
-        code(*LOOP_CODE, "selfmem/candidates.py", "selfmem/model.py"),
+        code(*LOOP_CODE, "selfmem/candidates.py", *GENERATOR_CODE),
     output:
         sm_loop_splits("hypotheses.{split}.txt", ITER),
     log:

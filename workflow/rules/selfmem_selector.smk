@@ -7,7 +7,7 @@ include: "selfmem_loop_common.smk"
 
 use rule selfmem_candidates as selfmem_selector_train_candidates with:
     input:
-        code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
+        code("selfmem/candidates.py", *GENERATOR_CODE, "selfmem/data.py"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_split("train"),
         memory="results/selfmem/{task}/memory/train.txt",
