@@ -33,7 +33,9 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/regpt_phrases.smk"
 include: "workflow/rules/regpt_model.smk"
 include: "workflow/rules/selfmem.smk"
+include: "workflow/rules/selfmem_selector.smk"
 include: "workflow/rules/selfmem_loop.smk"
+include: "workflow/rules/selfmem_compare.smk"
 
 
 rule all:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from relift.selfmem import bm25
+from relift.selfmem import memory
+from relift.selfmem.memory import bm25s as bm25s_backend
 
 
 def load_sources(path: Path) -> list[str]:
@@ -58,7 +59,7 @@ def main() -> None:
     rows = {}
     for engine in ("numba", "numpy"):
         try:
-            backend = bm25.BM25sBackend(threads=args.threads, engine=engine)
+            backend = bm25s_backend.BM25sBackend(threads=args.threads, engine=engine)
         except Exception as err:  # noqa: BLE001 - numba may be missing
             print(f"bm25s/{engine}: unavailable ({err})")
             continue
@@ -73,7 +74,7 @@ def main() -> None:
 
     from rank_bm25 import BM25Okapi
 
-    tokens = [bm25.analyze(d) for d in docs]
+    tokens = [memory.analyze(d) for d in docs]
     t0 = time.perf_counter()
     rb = BM25Okapi(tokens, k1=1.2, b=0.75)
     t_index = time.perf_counter() - t0
@@ -81,7 +82,7 @@ def main() -> None:
     t0 = time.perf_counter()
     top1 = []
     for q in queries[:nb]:
-        scores = rb.get_scores(bm25.analyze(q))
+        scores = rb.get_scores(memory.analyze(q))
         top1.append(int(np.argsort(-scores, kind="stable")[: args.k][0]))
     dt = time.perf_counter() - t0
     base = nb / dt

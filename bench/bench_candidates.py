@@ -1,7 +1,7 @@
 """Candidate generation: sentences/s of relift's beam decoding against plain HF generate.
 
     python bench/bench_candidates.py [--generator results/selfmem/tm_ende/generator/joint]
-        [--data results/data/tm/dev.jsonl] [--memory results/selfmem/tm_ende/memory/bm25/dev.txt]
+        [--data results/data/tm/dev.jsonl] [--memory results/selfmem/tm_ende/memory/dev.txt]
         [--n 96] [--num-beams 4] [--batch-size 16]
 
 relift (``relift.selfmem.candidates.generate_candidates``): inputs sorted by length so that a
@@ -71,9 +71,7 @@ def main() -> None:
         "--generator", type=Path, default=Path("results/selfmem/tm_ende/generator/joint")
     )
     ap.add_argument("--data", type=Path, default=Path("results/data/tm/dev.jsonl"))
-    ap.add_argument(
-        "--memory", type=Path, default=Path("results/selfmem/tm_ende/memory/bm25/dev.txt")
-    )
+    ap.add_argument("--memory", type=Path, default=Path("results/selfmem/tm_ende/memory/dev.txt"))
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--num-beams", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)

@@ -39,4 +39,4 @@ GEN=results/selfmem/tm_ende/generator/joint
 [ -d "$GEN" ] || GEN="$WD/results/selfmem/tm_ende/generator/joint"
 DATA=$(dirname "$GEN")/../../../data/tm/dev.jsonl
 $PY bench/bench_candidates.py --generator "$GEN" --data "$DATA" \
-  --memory "$(dirname "$GEN")/../memory/bm25/dev.txt" --n 64 --num-beams 8 | tee -a "$OUT/summary.txt" || true
+  --memory "$(dirname "$GEN")/../memory/dev.txt" --n 64 --num-beams 8 | tee -a "$OUT/summary.txt" || true

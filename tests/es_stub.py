@@ -1,5 +1,5 @@
 """A tiny local HTTP server speaking the subset of the Elasticsearch REST API that
-relift.selfmem.bm25's Elasticsearch backend uses, for offline tests with the official client.
+relift.selfmem.memory's Elasticsearch backend uses, for offline tests with the official client.
 
 Supported: ``GET /`` (cluster info), ``HEAD/PUT/DELETE /{index}``, ``POST /_bulk`` and
 ``/{index}/_bulk`` (NDJSON ``index``/``create``/``delete`` actions), ``POST /{index}/_refresh``,
@@ -22,7 +22,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from relift.selfmem.bm25 import analyze
+from relift.selfmem.memory import analyze
 
 PRODUCT = "Elasticsearch"
 CONTENT_TYPE = "application/vnd.elasticsearch+json;compatible-with=9"

@@ -43,9 +43,9 @@ class Case:
 
 
 # --------------------------------------------------------------------------- data
-def bm25_on(train_rows, query_rows=None, raw: bytes | None = None):
+def memory_on(train_rows, query_rows=None, raw: bytes | None = None):
     def setup(tmp: Path):
-        from relift.selfmem import bm25
+        from relift.selfmem.memory import cli as memory_cli
 
         train = tmp / "train.jsonl"
         if raw is not None:
@@ -55,34 +55,34 @@ def bm25_on(train_rows, query_rows=None, raw: bytes | None = None):
         argv = ["--train", str(train), "--out-dir", str(tmp / "memory"), "--bm25s-engine", "numpy"]
         if query_rows is not None:
             argv += ["--query", f"dev={jsonl(tmp / 'dev.jsonl', query_rows)}"]
-        return bm25.main, argv
+        return memory_cli.main, argv
 
     return setup
 
 
 def case_jsonl_not_json(tmp):
-    main, argv = bm25_on([*GOOD[:2], '{"src": "a", "trg": oops}', *GOOD[2:]])(tmp)
+    main, argv = memory_on([*GOOD[:2], '{"src": "a", "trg": oops}', *GOOD[2:]])(tmp)
     return main, argv, ["train.jsonl, line 3: not valid JSON"]
 
 
 def case_missing_field(tmp):
-    main, argv = bm25_on([*GOOD, {"src": "no target"}])(tmp)
+    main, argv = memory_on([*GOOD, {"src": "no target"}])(tmp)
     return main, argv, ["train.jsonl, line 7, field 'trg': missing field"]
 
 
 def case_null_field(tmp):
-    main, argv = bm25_on([GOOD[0], {"src": None, "trg": "x"}])(tmp)
+    main, argv = memory_on([GOOD[0], {"src": None, "trg": "x"}])(tmp)
     return main, argv, ["train.jsonl, line 2, field 'src': expected a string, found null"]
 
 
 def case_empty_split(tmp):
-    main, argv = bm25_on(GOOD, query_rows=[])(tmp)
+    main, argv = memory_on(GOOD, query_rows=[])(tmp)
     return main, argv, ["dev.jsonl: split holds no examples"]
 
 
 def case_non_utf8(tmp):
     raw = (json.dumps(GOOD[0]) + "\n").encode() + b'{"src": "caf\xe9", "trg": "x"}\n'
-    main, argv = bm25_on(None, raw=raw)(tmp)
+    main, argv = memory_on(None, raw=raw)(tmp)
     return main, argv, ["train.jsonl, line 2: not valid UTF-8"]
 
 
@@ -346,11 +346,12 @@ def es_argv(tmp: Path) -> list[str]:
 
 
 def case_es_unreachable(tmp, monkeypatch):
-    from relift.selfmem import bm25
+    from relift.selfmem.memory import cli as memory_cli
+    from relift.selfmem.memory import elasticsearch as es_backend
 
-    monkeypatch.setenv(bm25.ENV_URL, f"http://elastic:s3cret@127.0.0.1:{free_port()}")
+    monkeypatch.setenv(es_backend.ENV_URL, f"http://elastic:s3cret@127.0.0.1:{free_port()}")
     return (
-        bm25.main,
+        memory_cli.main,
         es_argv(tmp),
         ["cannot reach the cluster named by RELIFT_ES_URL", "after 2 attempts"],
     )
@@ -359,13 +360,18 @@ def case_es_unreachable(tmp, monkeypatch):
 def case_es_partial_bulk_failure(tmp, monkeypatch):
     from es_stub import ESStub
 
-    from relift.selfmem import bm25
+    from relift.selfmem.memory import cli as memory_cli
+    from relift.selfmem.memory import elasticsearch as es_backend
 
     stub = ESStub(fail_bulk_ids=[2])
     stub.__enter__()
-    monkeypatch.setenv(bm25.ENV_URL, stub.url)
+    monkeypatch.setenv(es_backend.ENV_URL, stub.url)
     monkeypatch.setattr(case_es_partial_bulk_failure, "stub", stub, raising=False)
-    return bm25.main, es_argv(tmp), ["Elasticsearch _bulk rejected 1 of 6 documents", "document 2"]
+    return (
+        memory_cli.main,
+        es_argv(tmp),
+        ["Elasticsearch _bulk rejected 1 of 6 documents", "document 2"],
+    )
 
 
 # --------------------------------------------------------------------------- Selfmem loop

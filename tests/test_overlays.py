@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_default_task_plans_the_german_memory(tmp_path):
     download = overlay(tmp_path, "dl.yaml", 'data:\n  translation_memory:\n    wheel_dir: ""\n')
     jobs = planned_jobs(wd, configfiles=[download])
     assert GERMAN_MEMORY_RULES <= set(jobs)
-    assert jobs["selfmem_bm25"] == 1
+    assert jobs["selfmem_memory"] == 1
 
 
 def test_french_task_plans_no_german_memory(tmp_path):
@@ -64,7 +65,7 @@ def test_french_task_plans_no_german_memory(tmp_path):
     fr = french_overlay(tmp_path)
     jobs = planned_jobs(wd, configfiles=[fr])
     assert not GERMAN_MEMORY_RULES & set(jobs), jobs
-    assert jobs["selfmem_bm25"] == 1 and jobs["selfmem_compare"] == 1
+    assert jobs["selfmem_memory"] == 1 and jobs["selfmem_compare"] == 1
     out = dry_run(wd, [fr])
     assert "tm_ende" not in out and "results/data/tm" not in out
     assert "results/selfmem/en_fr/report/comparison.html" in out
@@ -77,7 +78,7 @@ def test_null_removes_the_default_task(tmp_path):
     wd.mkdir()
     fr = french_overlay(tmp_path, extra="    tm_ende: null\n")
     jobs = planned_jobs(wd, configfiles=[fr])
-    assert not GERMAN_MEMORY_RULES & set(jobs) and jobs["selfmem_bm25"] == 1
+    assert not GERMAN_MEMORY_RULES & set(jobs) and jobs["selfmem_memory"] == 1
     assert "tm_ende" not in dry_run(wd, [fr])
     gone = overlay(tmp_path, "gone.yaml", "selfmem:\n  tasks:\n    tm_ende: null\n")
     r = snakemake(wd, "-n", configfiles=[gone], check=False)
@@ -201,7 +202,7 @@ def test_paper_selfmem_overlays_stack(tmp_path):
     jobs = job_stats(out)
     archs, loop_archs, variants, iterations = 3, 2, 2, 5
     expected = {
-        "selfmem_bm25": 1,
+        "selfmem_memory": 1,
         "selfmem_tokenizer": 1,
         "selfmem_train_generator": archs,
         "selfmem_candidates": archs * 2,
@@ -219,21 +220,33 @@ def test_paper_selfmem_overlays_stack(tmp_path):
     }
     assert {k: jobs.get(k) for k in expected} == expected
     assert not GERMAN_MEMORY_RULES & set(jobs) and "tm_ende" not in out
-    (bm25,) = shell_commands(out, "selfmem.bm25")
+    (bm25,) = shell_commands(out, "selfmem.memory")
     assert "--backend elasticsearch" in bm25 and "--top-k 10 --max-words 600" in bm25
     assert "--es-index relift-selfmem-jrc_ende" in bm25
     gens = shell_commands(out, "selfmem.train_generator")
     assert len(gens) == archs
+    paper_generator = {
+        "d_model": 512,
+        "encoder_layers": 6,
+        "decoder_layers": 6,
+        "attention_heads": 8,
+        "ffn_dim": 2048,
+        "pre_ln": False,
+        "batch_size": 48,
+        "max_tokens": 0,
+        "label_smoothing": 0.1,
+        "lr": 0.0007,
+        "scheduler": "inverse_sqrt",
+        "warmup_steps": 4000,
+        "precision": "fp32",
+        "max_steps": 437000,
+        "grad_clip": 1.0,
+    }
     for cmd in gens:
-        for part in (
-            "--d-model 512 --encoder-layers 6 --decoder-layers 6 --attention-heads 8"
-            " --ffn-dim 2048 --post-ln",
-            "--batch-size 48 --max-tokens 0",
-            "--label-smoothing 0.1 --lr 0.0007",
-            "--scheduler inverse_sqrt --warmup-steps 4000 --precision fp32",
-            "--max-steps 437000 --grad-clip 1.0",
-        ):
-            assert part in cmd, (part, cmd)
+        # the selfmem.generator section arrives as one --settings JSON value
+        settings = json.loads(shlex.split(cmd.split("--settings ", 1)[1])[0])
+        assert {k: settings[k] for k in paper_generator} == paper_generator, cmd
+        assert "gpus" not in settings
     cands = [c for c in shell_commands(out, "selfmem.candidates") if "/candidates/" in c]
     assert len(cands) == archs * 2
     assert all("--num-beams 50 --num-return-sequences 50" in c for c in cands)
@@ -258,7 +271,7 @@ def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
     wd = tmp_path / "run"
     wd.mkdir()
     fr = french_overlay(tmp_path)
-    target = "results/selfmem/en_fr/memory/bm25/train.txt"
+    target = "results/selfmem/en_fr/memory/train.txt"
     base = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "1", "-n"]
     for cmd in (
         base + [target, "--configfile", str(fr)],
@@ -266,7 +279,7 @@ def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
     ):
         r = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert job_stats(r.stdout + r.stderr) == {"selfmem_bm25": 1}
+        assert job_stats(r.stdout + r.stderr) == {"selfmem_memory": 1}
     r = subprocess.run(
         base + ["--configfile", str(fr), target], cwd=wd, capture_output=True, text=True
     )

@@ -162,12 +162,10 @@ selfmem:
 {evil_task(tmp_path, rows, "trg")}"""
     snakemake(
         tmp_path,
-        targets=["results/selfmem/evil/memory/bm25/dev.txt"],
+        targets=["results/selfmem/evil/memory/dev.txt"],
         configfiles=[overlay(tmp_path, "evil.yaml", cfg)],
     )
-    assert (
-        len((tmp_path / "results/selfmem/evil/memory/bm25/dev.txt").read_text().splitlines()) == 6
-    )
+    assert len((tmp_path / "results/selfmem/evil/memory/dev.txt").read_text().splitlines()) == 6
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -180,11 +178,11 @@ def test_credentials_come_only_from_the_environment():
     for word in ("password", "api_key", "apikey", "es_url", "es_user", "token:"):
         assert word not in schema, word
         assert word not in rules, word
-    from relift.selfmem import bm25
+    from relift.selfmem.memory import cli as memory_cli
 
-    helptext = bm25.__doc__ or ""
+    helptext = memory_cli.__doc__ or ""
     assert "RELIFT_ES_URL" in helptext
-    src = (SRC / "selfmem" / "bm25.py").read_text()
+    src = "\n".join(p.read_text() for p in (SRC / "selfmem" / "memory").glob("*.py"))
     assert not re.search(r"add_argument\(\s*\"--es-(url|user|password|api-key)", src)
 
 
@@ -195,22 +193,29 @@ def test_credentials_never_reach_logs_or_results(tmp_path, monkeypatch, capsys, 
     from es_stub import ESStub
 
     from relift.io import run_cli
-    from relift.selfmem import bm25
+    from relift.selfmem.memory import cli as memory_cli
+    from relift.selfmem.memory import elasticsearch as es_backend
 
     train = tmp_path / "train.jsonl"
     train.write_text(
         "".join(json.dumps({"src": f"house {i} red", "trg": f"Haus {i}"}) + "\n" for i in range(5))
     )
-    for var in (bm25.ENV_URL, bm25.ENV_USER, bm25.ENV_PASSWORD, bm25.ENV_API_KEY, bm25.ENV_CA):
+    for var in (
+        es_backend.ENV_URL,
+        es_backend.ENV_USER,
+        es_backend.ENV_PASSWORD,
+        es_backend.ENV_API_KEY,
+        es_backend.ENV_CA,
+    ):
         monkeypatch.delenv(var, raising=False)
     auth = "Basic " + base64.b64encode(b"elastic:s3cr3t-pw").decode()
     caplog.set_level(logging.DEBUG)
     with ESStub(require_auth=auth) as es:
-        monkeypatch.setenv(bm25.ENV_URL, es.url)
-        monkeypatch.setenv(bm25.ENV_USER, "elastic")
-        monkeypatch.setenv(bm25.ENV_PASSWORD, "s3cr3t-pw")
+        monkeypatch.setenv(es_backend.ENV_URL, es.url)
+        monkeypatch.setenv(es_backend.ENV_USER, "elastic")
+        monkeypatch.setenv(es_backend.ENV_PASSWORD, "s3cr3t-pw")
         rc = run_cli(
-            bm25.main,
+            memory_cli.main,
             [
                 "--train",
                 str(train),

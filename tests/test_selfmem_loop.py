@@ -12,8 +12,9 @@ import pytest
 from helpers import ROOT, SNAKEMAKE, overlay
 
 from relift.io import InputError, run_cli
-from relift.selfmem import loop
-from relift.selfmem.loop import Beam, TokenCounter, combine_memory, select_topb
+from relift.selfmem import formats, loop, oracle
+from relift.selfmem.formats import Beam
+from relift.selfmem.topb import TokenCounter, combine_memory, select_topb
 
 
 # --------------------------------------------------------------------------- Top-B
@@ -75,14 +76,15 @@ def test_topb_ranks_by_the_selector_never_by_references(monkeypatch, tmp_path):
 
     monkeypatch.setattr("relift.selfmem.data.load_split", boom)
     monkeypatch.setattr(loop, "oracle_scores", boom)
-    monkeypatch.setattr(loop, "delta_scores", boom)
+    monkeypatch.setattr(oracle, "oracle_scores", boom)
+    monkeypatch.setattr(oracle, "delta_scores", boom)
     # input 0's reference would be "gold 0", but the selector prefers "bad 0"
     pools = [["gold 0", "bad 0", "meh 0"], ["gold 1", "bad 1", "meh 1"]]
     scores = [[0.1, 0.9, 0.5], [0.2, 0.3, 0.8]]
     d = tmp_path
-    loop.write_beams(d / "beams.dev.jsonl", [[Beam("bm25 0")], [Beam("bm25 1")]])
-    loop.write_pools(d / "cands.dev.jsonl", pools)
-    loop.write_scores(d / "scores.dev.jsonl", scores)
+    formats.write_beams(d / "beams.dev.jsonl", [[Beam("bm25 0")], [Beam("bm25 1")]])
+    formats.write_pools(d / "cands.dev.jsonl", pools)
+    formats.write_scores(d / "scores.dev.jsonl", scores)
     rc = run_cli(
         loop.main,
         [
@@ -95,7 +97,7 @@ def test_topb_ranks_by_the_selector_never_by_references(monkeypatch, tmp_path):
     )  # fmt: skip
     assert rc == 0
     assert (d / "out.memory.txt").read_text().splitlines() == ["bad 0", "meh 1"]
-    beams = loop.read_beams(d / "out.beams.jsonl")
+    beams = formats.read_beams(d / "out.beams.jsonl")
     assert [[b.memory for b in bs] for bs in beams] == [["bad 0", "meh 0"], ["meh 1", "bad 1"]]
     # the select subcommand has no way to receive references at all
     with pytest.raises(SystemExit):
@@ -104,9 +106,9 @@ def test_topb_ranks_by_the_selector_never_by_references(monkeypatch, tmp_path):
 
 def test_select_rejects_scores_of_another_pool(tmp_path, capsys):
     d = tmp_path
-    loop.write_beams(d / "b.jsonl", [[Beam("m0")], [Beam("m1")]])
-    loop.write_pools(d / "c.jsonl", [["a", "b"], ["c", "d", "e"]])
-    loop.write_scores(d / "s.jsonl", [[0.1, 0.2, 0.3], [0.1, 0.2]])  # swapped lengths
+    formats.write_beams(d / "b.jsonl", [[Beam("m0")], [Beam("m1")]])
+    formats.write_pools(d / "c.jsonl", [["a", "b"], ["c", "d", "e"]])
+    formats.write_scores(d / "s.jsonl", [[0.1, 0.2, 0.3], [0.1, 0.2]])  # swapped lengths
     rc = run_cli(
         loop.main,
         [
@@ -124,15 +126,15 @@ def test_read_pools_rejects_records_out_of_order(tmp_path):
     p = tmp_path / "c.jsonl"
     p.write_text('{"id": 0, "candidates": ["a"]}\n{"id": 2, "candidates": ["b"]}\n')
     with pytest.raises(InputError, match="expected id 1"):
-        loop.read_pools(p)
+        formats.read_pools(p)
     p.write_text('{"id": 0, "candidates": ["a", "b", "c"]}\n')
-    assert loop.read_pools(p, 1, pool_size=2) == [["a", "b"]]
+    assert formats.read_pools(p, 1, pool_size=2) == [["a", "b"]]
     with pytest.raises(InputError, match="1 candidate pools but the split has 2"):
-        loop.read_pools(p, 2)
+        formats.read_pools(p, 2)
 
 
 def test_top1_takes_the_best_candidate_of_each_pool(tmp_path):
-    loop.write_pools(tmp_path / "c.jsonl", [["best 0", "x"], ["best 1", "y", "z"]])
+    formats.write_pools(tmp_path / "c.jsonl", [["best 0", "x"], ["best 1", "y", "z"]])
     rc = run_cli(
         loop.main,
         ["top1", "--candidates", f"dev={tmp_path / 'c.jsonl'}",
@@ -142,7 +144,7 @@ def test_top1_takes_the_best_candidate_of_each_pool(tmp_path):
 
 
 def test_oracle_scores_use_the_reference():
-    s = loop.oracle_scores([["x y z", "the cat sat"]], ["the cat sat"])
+    s = oracle.oracle_scores([["x y z", "the cat sat"]], ["the cat sat"])
     assert s[0][1] == pytest.approx(100.0) and s[0][0] < 1.0
 
 
@@ -207,9 +209,9 @@ def test_select_cli_augments_within_the_generator_budget(tmp_path):
     tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(gen / "tokenizer.json"))
-    loop.write_beams(d / "b.jsonl", [[Beam("one two three four")]])
-    loop.write_pools(d / "c.jsonl", [["five six", "seven"]])
-    loop.write_scores(d / "s.jsonl", [[1.0, 0.0]])
+    formats.write_beams(d / "b.jsonl", [[Beam("one two three four")]])
+    formats.write_pools(d / "c.jsonl", [["five six", "seven"]])
+    formats.write_scores(d / "s.jsonl", [[1.0, 0.0]])
     rc = run_cli(
         loop.main,
         [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_selfmem_bm25 import PAIRS, QUERIES, write_split  # noqa: E402
+from test_selfmem_memory import PAIRS, QUERIES, write_split  # noqa: E402
 
 from relift.io import run_cli
 from relift.selfmem import candidates, train_generator
@@ -257,8 +257,6 @@ def _train_and_decode(tmp_path: Path, tok_dir: Path, arch: str):
         "2",
         "--eval-every",
         "3",
-        "--save-every",
-        "3",
         "--log-every",
         "3",
         "--max-target-length",
@@ -325,6 +323,12 @@ def test_train_generator_and_candidates_cli(tok, tmp_path):
     assert [e["step"] for e in evals if e["kind"] == "eval"] == [3, 6]
     assert (tmp_path / "dual" / "gen" / "model.safetensors").read_bytes() == weights
     assert load_split(tmp_path / "dual" / "dev.jsonl").sources[0] == QUERIES[0][0]
+    # a changed setting (here through --settings, as the workflow passes it) starts over
+    run = tmp_path / "dual" / "work" / "run.json"
+    assert json.loads(run.read_text())["label_smoothing"] == "0.1"
+    assert run_cli(train_generator.main, [*args, "--settings", '{"label_smoothing": 0.2}']) == 0
+    assert json.loads(run.read_text())["label_smoothing"] == "0.2"
+    assert (tmp_path / "dual" / "gen" / "model.safetensors").read_bytes() != weights
 
 
 def test_train_generator_needs_memory(tmp_path, tok, capsys):
@@ -487,6 +491,7 @@ def test_fast_beam_search_equals_plain_beam_search(tok, monkeypatch, arch, copy)
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     import relift.selfmem.model as M
+    import relift.selfmem.model_copy as MC
 
     size = ModelSize(32, 1, 1, 2, 64, 0.0, 0.0, pre_ln=arch != "dual", copy=copy)
     g = Generator.from_scratch(tok, GeneratorSpec(arch=arch), size, seed=0)
@@ -496,13 +501,13 @@ def test_fast_beam_search_equals_plain_beam_search(tok, monkeypatch, arch, copy)
             if p.dim() > 1:
                 p.mul_(4)
     moved = []  # beams really reordered (else a broken reordering would go unnoticed)
-    reorder = M.BeamSearchCache.reorder_cache
+    reorder = MC.BeamSearchCache.reorder_cache
 
     def watch(self, beam_idx):
         moved.append(bool((beam_idx != torch.arange(len(beam_idx))).any()))
         reorder(self, beam_idx)
 
-    monkeypatch.setattr(M.BeamSearchCache, "reorder_cache", watch)
+    monkeypatch.setattr(MC.BeamSearchCache, "reorder_cache", watch)
     srcs = ["Save the file", "Open the window now", "Close", "Print all pages of it"]
     mems = None if arch == "vanilla" else ["Datei speichern", "Öffnen", "Schließen", "Drucken"]
     fast = g.generate(srcs, mems, num_beams=3, num_return_sequences=3, max_new_tokens=12)

@@ -13,7 +13,8 @@ from helpers import write_jsonl
 from relift.io import InputError, run_cli
 from relift.selfmem import scratch_encoder as se
 from relift.selfmem import selector as sel
-from relift.selfmem.loop import read_scores
+from relift.selfmem import selector_model as selm
+from relift.selfmem.formats import read_scores
 
 EN = [f"the file number {i} was not found on the server" for i in range(12)]
 FR = [f"le fichier numéro {i} est introuvable sur le serveur, déjà supprimé" for i in range(12)]
@@ -42,14 +43,14 @@ def test_scratch_encoder_speaks_the_task_tokenizer(scratch, task_tokenizer):
     from transformers import AutoTokenizer
 
     task_tok = AutoTokenizer.from_pretrained(str(task_tokenizer))
-    tok, model = sel.build_selector(str(scratch), "mean", layers=2)
+    tok, model = selm.build_selector(str(scratch), "mean", layers=2)
     assert model.encoder.config.vocab_size == len(task_tok) == len(tok)
     assert model.encoder.config.num_hidden_layers == 2
     # the same ids as the generator's tokenizer, accents included (byte-level: never <unk>)
     assert tok(FR[3])["input_ids"] == task_tok(FR[3])["input_ids"]
     assert tok.unk_token_id not in tok(FR[3])["input_ids"]
     # a (source, candidate) pair: <s> source </s> candidate </s>
-    enc = sel.encode_pairs(tok, [EN[0]], [FR[0]], 64)
+    enc = selm.encode_pairs(tok, [EN[0]], [FR[0]], 64)
     ids = enc["input_ids"][0].tolist()
     assert ids == task_tok(EN[0], FR[0])["input_ids"]
     assert ids[0] == tok.bos_token_id and ids.count(tok.eos_token_id) == 2

@@ -12,7 +12,9 @@ from helpers import write_jsonl
 
 from relift.io import run_cli
 from relift.selfmem import selector as sel
-from relift.selfmem.loop import delta_scores, read_scores
+from relift.selfmem import selector_model as selm
+from relift.selfmem.formats import read_scores
+from relift.selfmem.oracle import delta_scores
 
 
 def test_minmax_normalises_each_pool_and_zeroes_a_constant_pool():
@@ -92,15 +94,15 @@ def tiny_encoder(tmp_path_factory):
 
 
 def test_score_pools_writes_each_score_to_its_own_input_and_candidate(tiny_encoder):
-    tok, model = sel.build_selector(str(tiny_encoder), "mean")
+    tok, model = selm.build_selector(str(tiny_encoder), "mean")
     model.eval()
     sources = ["open the file", "a much longer source sentence about saving files", "quit"]
     pools = [["Datei öffnen", "öffnen"], ["x", "Datei speichern bitte jetzt", "y z"], ["Ende"]]
-    batched = sel.score_pools(model, tok, sources, pools, max_length=64, batch_size=2)
+    batched = selm.score_pools(model, tok, sources, pools, max_length=64, batch_size=2)
     with torch.no_grad():
         for i, pool in enumerate(pools):
             for j, c in enumerate(pool):
-                one = model(**sel.encode_pairs(tok, [sources[i]], [c], 64))
+                one = model(**selm.encode_pairs(tok, [sources[i]], [c], 64))
                 assert batched[i][j] == pytest.approx(float(one), abs=1e-5)
 
 
@@ -108,9 +110,9 @@ def test_pick_takes_the_candidate_of_the_right_input():
     # the fork's bug: indexing the candidates of another input
     pools = [[f"wrong {i}", f"right {i}", f"other {i}"][: 2 + i % 2] for i in range(5)]
     scores = [[0.0, 1.0, -1.0][: len(p)] for p in pools]
-    assert sel.pick(pools, scores) == [f"right {i}" for i in range(5)]
+    assert selm.pick(pools, scores) == [f"right {i}" for i in range(5)]
     # ties keep the beam's order
-    assert sel.pick([["a", "b"]], [[0.5, 0.5]]) == ["a"]
+    assert selm.pick([["a", "b"]], [[0.5, 0.5]]) == ["a"]
 
 
 def test_train_and_score_cli(tiny_encoder, tmp_path):

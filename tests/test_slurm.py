@@ -195,7 +195,7 @@ def test_tiny_dag_on_slurm_matches_local(slurm, profile_env, tiny_run, tmp_path)
         "results/regpt/negatives_ids.npy",
         "results/data/tm/test.jsonl",
         "results/data/lm/train.jsonl",
-        "results/selfmem/tm_ende/memory/bm25/dev.txt",
+        "results/selfmem/tm_ende/memory/dev.txt",
     ):
         assert (wd / rel).read_bytes() == (tiny_run / rel).read_bytes(), rel
     np.testing.assert_allclose(

@@ -143,7 +143,7 @@ def test_a_further_seed_adds_only_its_own_copies(tiny_run, tmp_path):
     jobs = planned_jobs(tiny_run, configfiles=[seeds])
     assert jobs["selfmem_train_generator"] == 2  # vanilla.s7 and joint.s7
     assert jobs["selfmem_selector_train"] == 1  # joint.s7
-    assert not {"selfmem_tokenizer", "selfmem_bm25"} & set(jobs)
+    assert not {"selfmem_tokenizer", "selfmem_memory"} & set(jobs)
     assert not any(j.startswith("regpt") for j in jobs)
     r = snakemake(tiny_run, "-n", "-p", configfiles=[seeds])
     assert "--arch joint" in r.stdout and "--work-dir results/selfmem/tm_ende/work/joint.s7" in (

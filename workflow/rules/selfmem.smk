@@ -1,4 +1,4 @@
-# Selfmem part 1: BM25 memory -> tokenizer -> retrieval-augmented generator (per arch) ->
+# Selfmem part 1: retrieval (BM25) memory -> tokenizer -> retrieval-augmented generator (per arch) ->
 # beam candidates, final hypotheses and scores. One `{task}` per entry of selfmem.tasks; the
 # embedded default `tm_ende` reads the en-de translation memory in results/data/tm/.
 # Training checkpoints live in results/selfmem/<task>/work/<arch>/ (not declared outputs), so a
@@ -6,44 +6,41 @@
 include: "selfmem_common.smk"
 
 
-rule selfmem_bm25:
-    """BM25 memory: the target side of each example's best training hit (self excluded)."""
+rule selfmem_memory:
+    """Retrieval memory (BM25; backend bm25s or elasticsearch): the target side of each
+    example's best training hit (self excluded)."""
     input:
-        code("selfmem/bm25.py", "selfmem/data.py"),
+        code(*MEMORY_CODE, "selfmem/data.py"),
         train=sm_split("train"),
         dev=sm_split("dev"),
         test=sm_split("test"),
     output:
-        memories=expand(
-            "results/selfmem/{{task}}/memory/bm25/{split}.txt", split=SPLITS
-        ),
-        hits=expand(
-            "results/selfmem/{{task}}/memory/bm25/{split}.hits.jsonl", split=SPLITS
-        ),
+        memories=expand("results/selfmem/{{task}}/memory/{split}.txt", split=SPLITS),
+        hits=expand("results/selfmem/{{task}}/memory/{split}.hits.jsonl", split=SPLITS),
     log:
-        "results/logs/selfmem/{task}/bm25.log",
+        "results/logs/selfmem/{task}/memory.log",
     benchmark:
-        "results/benchmarks/selfmem/{task}/bm25.tsv"
+        "results/benchmarks/selfmem/{task}/memory.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     params:
-        out_dir="results/selfmem/{task}/memory/bm25",
+        out_dir="results/selfmem/{task}/memory",
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        backend=SM["memory"]["backend"],
-        engine=SM["memory"]["bm25s_engine"],
-        top_k=SM["memory"]["top_k"],
-        max_words=SM["memory"]["max_words"],
-        k1=SM["memory"]["k1"],
-        b=SM["memory"]["b"],
-        es_index=lambda wc: f"{SM['memory']['es_index_prefix']}-{wc.task.lower()}",
-        es_batch_size=SM["memory"]["es_batch_size"],
-        es_max_retries=SM["memory"]["es_max_retries"],
+        backend=SELFMEM["memory"]["backend"],
+        engine=SELFMEM["memory"]["bm25s_engine"],
+        top_k=SELFMEM["memory"]["top_k"],
+        max_words=SELFMEM["memory"]["max_words"],
+        k1=SELFMEM["memory"]["k1"],
+        b=SELFMEM["memory"]["b"],
+        es_index=lambda wc: f"{SELFMEM['memory']['es_index_prefix']}-{wc.task.lower()}",
+        es_batch_size=SELFMEM["memory"]["es_batch_size"],
+        es_max_retries=SELFMEM["memory"]["es_max_retries"],
     shell:
-        "python -m relift.selfmem.bm25 --train {input.train:q} --query train={input.train:q}"
+        "python -m relift.selfmem.memory --train {input.train:q} --query train={input.train:q}"
         " --query dev={input.dev:q} --query test={input.test:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --backend {params.backend} --bm25s-engine {params.engine}"
@@ -63,19 +60,19 @@ rule selfmem_tokenizer:
     log:
         "results/logs/selfmem/{task}/tokenizer.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     params:
         source=lambda wc, input: (
-            sm_flag("--pretrained", SM["tokenizer"]["pretrained"])
+            sm_flag("--pretrained", SELFMEM["tokenizer"]["pretrained"])
             or sm_flag("--train", input.train)
         ),
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        vocab_size=SM["tokenizer"]["vocab_size"],
-        min_frequency=SM["tokenizer"]["min_frequency"],
+        vocab_size=SELFMEM["tokenizer"]["vocab_size"],
+        min_frequency=SELFMEM["tokenizer"]["min_frequency"],
     shell:
         "RAYON_NUM_THREADS={threads} python -m relift.selfmem.tokenizer {params.source}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
@@ -88,16 +85,18 @@ rule selfmem_train_generator:
     input:
         code(
             "selfmem/train_generator.py",
-            "selfmem/model.py",
+            "selfmem/settings.py",
+            "settings.py",
+            *GENERATOR_CODE,
             "selfmem/data.py",
             "train/loop.py",
             "score.py",
         ),
         train=sm_split("train"),
         dev=sm_split("dev"),
-        train_memory="results/selfmem/{task}/memory/bm25/train.txt",
-        dev_memory="results/selfmem/{task}/memory/bm25/dev.txt",
-        train_hits="results/selfmem/{task}/memory/bm25/train.hits.jsonl",
+        train_memory="results/selfmem/{task}/memory/train.txt",
+        dev_memory="results/selfmem/{task}/memory/dev.txt",
+        train_hits="results/selfmem/{task}/memory/train.hits.jsonl",
         tokenizer="results/selfmem/{task}/tokenizer",
     output:
         directory("results/selfmem/{task}/generator/{arch}"),
@@ -106,13 +105,13 @@ rule selfmem_train_generator:
     benchmark:
         "results/benchmarks/selfmem/{task}/train_generator_{arch}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
+        task=SELFMEM_TASK_RE,
+        arch=SELFMEM_ARCH_RE,
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_GEN["gpus"],
+        gpu=SELFMEM_GENERATOR["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         work="results/selfmem/{task}/work/{arch}",
@@ -120,68 +119,30 @@ rule selfmem_train_generator:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
-        pretrained=sm_flag("--pretrained", SM_GEN["pretrained"]),
-        d_model=SM_GEN["d_model"],
-        encoder_layers=SM_GEN["encoder_layers"],
-        decoder_layers=SM_GEN["decoder_layers"],
-        heads=SM_GEN["attention_heads"],
-        ffn_dim=SM_GEN["ffn_dim"],
-        dropout=SM_GEN["dropout"],
-        attention_dropout=SM_GEN["attention_dropout"],
-        layer_flags=sm_layer_flags,
-        max_tokens=SM_GEN["max_tokens"],
-        closest_share=SM_GEN["memory_closest_share"],
-        noise_share=SM_GEN["memory_noise_share"],
-        scheduler=SM_GEN["scheduler"],
-        precision=SM_GEN["precision"],
-        max_src=SM_GEN["max_source_length"],
-        max_mem=SM_GEN["max_memory_length"],
-        max_trg=SM_GEN["max_target_length"],
-        batch_size=SM_GEN["batch_size"],
-        label_smoothing=SM_GEN["label_smoothing"],
-        lr=SM_GEN["lr"],
-        warmup=SM_GEN["warmup_steps"],
-        max_steps=SM_GEN["max_steps"],
-        grad_clip=SM_GEN["grad_clip"],
-        eval_every=SM_GEN["eval_every"],
-        eval_beams=SM_GEN["eval_beams"],
-        dev_max=SM_GEN["dev_max_examples"],
-        patience=SM_GEN["patience"],
+        # the whole section as one value: a changed setting reruns the job
+        settings=settings_json(SELFMEM_GENERATOR, drop=("gpus",)),
         seed=sm_seed,
         arch=sm_base_arch,
         device=config["device"],
     shell:
         "python -m relift.selfmem.train_generator --train {input.train:q} --dev {input.dev:q}"
         " {params.memory} --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --tokenizer {input.tokenizer:q} --arch {params.arch}"
-        " {params.pretrained} --d-model {params.d_model}"
-        " --encoder-layers {params.encoder_layers} --decoder-layers {params.decoder_layers}"
-        " --attention-heads {params.heads} --ffn-dim {params.ffn_dim}{params.layer_flags}"
-        " --dropout {params.dropout} --attention-dropout {params.attention_dropout}"
-        " --max-source-length {params.max_src} --max-memory-length {params.max_mem}"
-        " --max-target-length {params.max_trg} --batch-size {params.batch_size}"
-        " --max-tokens {params.max_tokens} --train-hits {input.train_hits:q}"
-        " --memory-closest-share {params.closest_share}"
-        " --memory-noise-share {params.noise_share}"
-        " --label-smoothing {params.label_smoothing} --lr {params.lr}"
-        " --optimizer adamw --betas 0.9 0.98 --weight-decay 0 --min-lr-ratio 0"
-        " --scheduler {params.scheduler} --warmup-steps {params.warmup}"
-        " --precision {params.precision}"
-        " --max-steps {params.max_steps} --grad-clip {params.grad_clip}"
-        " --eval-every {params.eval_every} --save-every {params.eval_every}"
-        " --eval-metric {params.metric} --eval-beams {params.eval_beams}"
-        " --dev-max-examples {params.dev_max} --patience {params.patience}"
-        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
+        " --tokenizer {input.tokenizer:q} --train-hits {input.train_hits:q}"
+        " --arch {params.arch} --eval-metric {params.metric} --settings {params.settings:q}"
+        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --no-progress --no-keep-checkpoints"
         " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule selfmem_candidates:
-    """Beam candidates (num_return_sequences per input) with BM25 memory."""
+    """Beam candidates (num_return_sequences per input) with BM25 memory; the final hypotheses
+    (selfmem_hypotheses) and the selector's training pools are the same job with other beams.
+    """
     input:
-        code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
+        code("selfmem/candidates.py", *GENERATOR_CODE, "selfmem/data.py"),
         generator="results/selfmem/{task}/generator/{arch}",
-        data=lambda wc: SM_TASKS[wc.task][wc.split],
-        memory="results/selfmem/{task}/memory/bm25/{split}.txt",
+        data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
+        memory="results/selfmem/{task}/memory/{split}.txt",
     output:
         jsonl="results/selfmem/{task}/candidates/{arch}/{split}.jsonl",
         txt="results/selfmem/{task}/candidates/{arch}/{split}.txt",
@@ -190,22 +151,22 @@ rule selfmem_candidates:
     benchmark:
         "results/benchmarks/selfmem/{task}/candidates_{arch}_{split}.tsv"
     wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
+        task=SELFMEM_TASK_RE,
+        arch=SELFMEM_ARCH_RE,
         split="train|dev|test",
     conda:
         "../../envs/relift.yaml"
     threads: config["threads"]
     resources:
-        gpu=SM_CAND["gpus"],
+        gpu=SELFMEM_CANDIDATES["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        num_beams=SM_CAND["num_beams"],
-        num_return=SM_CAND["num_return_sequences"],
-        batch_size=SM_CAND["batch_size"],
-        max_examples=SM_CAND["max_examples"],
+        num_beams=SELFMEM_CANDIDATES["num_beams"],
+        num_return=SELFMEM_CANDIDATES["num_return_sequences"],
+        batch_size=SELFMEM_CANDIDATES["batch_size"],
+        max_examples=SELFMEM_CANDIDATES["max_examples"],
         device=config["device"],
     shell:
         "python -m relift.selfmem.candidates --generator {input.generator:q}"
@@ -217,13 +178,7 @@ rule selfmem_candidates:
         " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
 
 
-rule selfmem_hypotheses:
-    """Final hypotheses (beam search, one per input) with BM25 memory."""
-    input:
-        code("selfmem/candidates.py", "selfmem/model.py", "selfmem/data.py"),
-        generator="results/selfmem/{task}/generator/{arch}",
-        data=lambda wc: SM_TASKS[wc.task][wc.split],
-        memory="results/selfmem/{task}/memory/bm25/{split}.txt",
+use rule selfmem_candidates as selfmem_hypotheses with:
     output:
         jsonl="results/selfmem/{task}/hypotheses/{arch}/{split}.jsonl",
         txt="results/selfmem/{task}/hypotheses/{arch}/{split}.txt",
@@ -231,29 +186,11 @@ rule selfmem_hypotheses:
         "results/logs/selfmem/{task}/hypotheses_{arch}_{split}.log",
     benchmark:
         "results/benchmarks/selfmem/{task}/hypotheses_{arch}_{split}.tsv"
-    wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
-        split="train|dev|test",
-    conda:
-        "../../envs/relift.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=SM_CAND["gpus"],
-        mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        src_field=sm_opt("src_field"),
-        trg_field=sm_opt("trg_field"),
-        num_beams=SM_HYP["num_beams"],
-        batch_size=SM_HYP["batch_size"],
-        device=config["device"],
-    shell:
-        "python -m relift.selfmem.candidates --generator {input.generator:q}"
-        " --data {input.data:q} --memory {input.memory:q}"
-        " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --num-beams {params.num_beams} --num-return-sequences 1"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
-        " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
+        num_beams=SELFMEM_HYPOTHESES["num_beams"],
+        num_return=1,
+        batch_size=SELFMEM_HYPOTHESES["batch_size"],
+        max_examples=0,
 
 
 rule selfmem_score:
@@ -261,14 +198,14 @@ rule selfmem_score:
     input:
         code("score.py", "cli.py"),
         hyp="results/selfmem/{task}/hypotheses/{arch}/{split}.txt",
-        ref=lambda wc: SM_TASKS[wc.task][wc.split],
+        ref=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
         "results/selfmem/{task}/scores/{arch}/{split}.json",
     log:
         "results/logs/selfmem/{task}/score_{arch}_{split}.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
-        arch=SM_ARCH_RE,
+        task=SELFMEM_TASK_RE,
+        arch=SELFMEM_ARCH_RE,
         split="train|dev|test",
     conda:
         "../../envs/relift.yaml"
@@ -281,25 +218,15 @@ rule selfmem_score:
         " --output {output:q} > {log:q} 2>&1"
 
 
-rule selfmem_memory_score:
-    """How good the BM25 memory is as a hypothesis by itself (the paper's memory BLEU)."""
+use rule selfmem_score as selfmem_memory_score with:
     input:
         code("score.py", "cli.py"),
-        hyp="results/selfmem/{task}/memory/bm25/{split}.txt",
-        ref=lambda wc: SM_TASKS[wc.task][wc.split],
+        hyp="results/selfmem/{task}/memory/{split}.txt",
+        ref=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
         "results/selfmem/{task}/scores/bm25_memory/{split}.json",
     log:
         "results/logs/selfmem/{task}/score_bm25_memory_{split}.log",
     wildcard_constraints:
-        task=SM_TASK_RE,
+        task=SELFMEM_TASK_RE,
         split="train|dev|test",
-    conda:
-        "../../envs/relift.yaml"
-    params:
-        ref_field=sm_opt("trg_field"),
-        metrics=sm_metrics,
-    shell:
-        "python -m relift.cli score --hyp {input.hyp:q} --ref {input.ref:q}"
-        " --ref-field {params.ref_field:q} --metrics {params.metrics}"
-        " --output {output:q} > {log:q} 2>&1"

@@ -2,30 +2,30 @@
 import re
 import shlex
 
-SM = config["selfmem"]
+SELFMEM = config["selfmem"]
 # an overlay's task map is merged into the default's (tasks set to null are dropped by the
 # Snakefile); only the tasks in run_tasks are built
-SM_TASKS = SM["tasks"]
-SM_RUN = list(SM["run_tasks"])
-for _name in SM_RUN:
-    if _name not in SM_TASKS:
+SELFMEM_TASKS = SELFMEM["tasks"]
+SELFMEM_RUN_TASKS = list(SELFMEM["run_tasks"])
+for _name in SELFMEM_RUN_TASKS:
+    if _name not in SELFMEM_TASKS:
         raise ValueError(
             f"selfmem.run_tasks names {_name!r}, which selfmem.tasks does not define "
-            f"(defined: {', '.join(SM_TASKS) or 'none'})"
+            f"(defined: {', '.join(SELFMEM_TASKS) or 'none'})"
         )
-SM_BASE_ARCHS = list(SM["archs"])
-SM_SEEDS = list(SM["seeds"])
+SELFMEM_BASE_ARCHS = list(SELFMEM["archs"])
+SELFMEM_SEEDS = list(SELFMEM["seeds"])
 
 
 def sm_seeded(arch, seed):
     """The arch name of one seed's outputs: plain for the first seed, `<arch>.s<seed>` else."""
-    return arch if seed == SM_SEEDS[0] else f"{arch}.s{seed}"
+    return arch if seed == SELFMEM_SEEDS[0] else f"{arch}.s{seed}"
 
 
 def sm_arch_seed(name):
     """`joint.s1` -> ("joint", 1); `joint` -> ("joint", first seed)."""
     arch, _, seed = name.partition(".s")
-    return arch, int(seed) if seed else SM_SEEDS[0]
+    return arch, int(seed) if seed else SELFMEM_SEEDS[0]
 
 
 def sm_base_arch(wildcards):
@@ -37,27 +37,43 @@ def sm_seed(wildcards):
 
 
 # every (arch, seed) pair, as arch names
-SM_ARCHS = [sm_seeded(a, s) for a in SM_BASE_ARCHS for s in SM_SEEDS]
+SELFMEM_ARCHS = [sm_seeded(a, s) for a in SELFMEM_BASE_ARCHS for s in SELFMEM_SEEDS]
 SEED_SUFFIX_RE = r"(\.s[0-9]+)?"
-SM_ARCH_RE = f"(vanilla|joint|dual){SEED_SUFFIX_RE}"
-SM_GEN = SM["generator"]
-SM_CAND = SM["candidates"]
-SM_HYP = SM["hypotheses"]
+SELFMEM_ARCH_RE = f"(vanilla|joint|dual){SEED_SUFFIX_RE}"
+SELFMEM_GENERATOR = SELFMEM["generator"]
+# module files of the generator model (declared as inputs with code())
+GENERATOR_CODE = (
+    "selfmem/model.py",
+    "selfmem/model_common.py",
+    "selfmem/model_copy.py",
+    "selfmem/model_dual.py",
+)
+# module files of the memory CLI and its backends (declared as inputs with code())
+MEMORY_CODE = (
+    "selfmem/memory/__init__.py",
+    "selfmem/memory/cli.py",
+    "selfmem/memory/bm25s.py",
+    "selfmem/memory/elasticsearch.py",
+)
+SELFMEM_CANDIDATES = SELFMEM["candidates"]
+SELFMEM_HYPOTHESES = SELFMEM["hypotheses"]
 
 
 def _sm_alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-SM_TASK_RE = _sm_alternatives(SM_TASKS)
+SELFMEM_TASK_RE = _sm_alternatives(SELFMEM_TASKS)
 
 
-SM_TASK_DEFAULTS = {"src_field": "src", "trg_field": "trg", "metric": "bleu"}
+SELFMEM_TASK_DEFAULTS = {"src_field": "src", "trg_field": "trg", "metric": "bleu"}
 
 
 def sm_opt(key):
     """Params function: a task setting (src_field, trg_field, metric) with its default."""
-    return lambda wildcards: SM_TASKS[wildcards.task].get(key, SM_TASK_DEFAULTS[key])
+    return lambda wildcards: SELFMEM_TASKS[wildcards.task].get(
+        key, SELFMEM_TASK_DEFAULTS[key]
+    )
 
 
 def sm_flag(flag, value):
@@ -67,7 +83,7 @@ def sm_flag(flag, value):
 
 def sm_split(split):
     """Input function: the JSONL file of one split of the job's task."""
-    return lambda wildcards: SM_TASKS[wildcards.task][split]
+    return lambda wildcards: SELFMEM_TASKS[wildcards.task][split]
 
 
 def sm_memory_flags(wildcards, input):
@@ -81,34 +97,23 @@ def sm_memory_flags(wildcards, input):
     )
 
 
-def sm_layer_flags(wildcards):
-    """Layer options of a from-scratch generator; the copy head is for vanilla/joint only (the
-    dual generator is post-LN BART without one)."""
-    copy = SM_GEN["copy"] and sm_base_arch(wildcards) != "dual"
-    return (
-        (" --post-ln" if not SM_GEN["pre_ln"] else "")
-        + (" --copy" if copy else "")
-        + f" --positions {SM_GEN['positions']}"
-    )
-
-
 def sm_metrics(wildcards):
-    metric = SM_TASKS[wildcards.task].get("metric", "bleu")
+    metric = SELFMEM_TASKS[wildcards.task].get("metric", "bleu")
     return "bleu,chrf,ter" if metric == "bleu" else "rouge"
 
 
 def selfmem_targets():
     """Final Selfmem outputs: candidates, hypotheses and scores of every task and arch."""
     out = []
-    for task in SM_RUN:
+    for task in SELFMEM_RUN_TASKS:
         base = f"results/selfmem/{task}"
         out += expand(
             f"{base}/scores/bm25_memory/{{split}}.json", split=["dev", "test"]
         )
-        for arch in SM_ARCHS:
+        for arch in SELFMEM_ARCHS:
             out += expand(
                 f"{base}/candidates/{arch}/{{split}}.{{ext}}",
-                split=SM_CAND["splits"],
+                split=SELFMEM_CANDIDATES["splits"],
                 ext=["jsonl", "txt"],
             )
             out += expand(f"{base}/scores/{arch}/{{split}}.json", split=["dev", "test"])

@@ -1,4 +1,4 @@
-"""The Selfmem loop (paper Algorithm 1) with Top-B memory beams and augmented memory.
+"""The Selfmem loop (paper Algorithm 1) with Top-B memory beams and augmented memory: the CLI.
 
 The generator G is frozen. Iteration 0 is the BM25 memory (part 1); for k >= 1
 
@@ -11,406 +11,34 @@ The generator G is frozen. Iteration 0 is the BM25 memory (part 1); for k >= 1
 and dev and test are scored at every iteration (``score``). Everything in this module except
 ``generate`` is torch-free (the selection, the oracle scores and the scoring are light jobs).
 
-Top-B memory beam search (``beam_b`` = B; B = 1 is the paper): every input keeps B memories
-(slots). Each slot's memory produced a pool of candidates; each slot spawns its top-B children by
-score, and the B best of the (at most) B x B children survive, ranked by the child's own score --
-the SELECTOR's score of (source, child) (raw logit: comparable across pools since the
-cross-encoder scores each pair on its own) or, for the clearly labelled oracle variant, sentence
-BLEU against the reference. :func:`select_topb` never sees a reference: the scores arrive
-precomputed (``cand_scores.<split>.jsonl``). Children whose resulting memory text is identical
-are merged (the first in rank order is kept) so that the B survivors differ whenever the pools
-allow it; when fewer than B distinct children exist, duplicates (then the best child) fill the
-beam, so every input always keeps exactly B memories, best first. The hypothesis comes from the best surviving memory (slot 0,
-``memory.<split>.txt``).
-
-Augmented memory (``memory_mode: augment``): ``memory_k = memory_{k-1} + separator +
-selected_k`` instead of ``selected_k``, truncated to ``budget`` generator-tokenizer tokens by
-keeping the MOST RECENT part (the tail: the newest selection survives whole, the oldest part of
-the memory -- at the start, the BM25 memory -- is cut first; a cut inside a word moves on to the
-next word boundary). Keeping the tail also matters for the joint generator, whose
-``source </s> memory`` truncation would otherwise cut the newest part.
-
-Files of one iteration (``results/selfmem/<task>/<arch>/<variant>/iter<k>/``):
-
-* ``beams.<split>.jsonl``: ``{"id": i, "beams": [{"memory", "selected", "score", "parent"}, ...]}``
-  (B entries, best first; iteration 0 holds one, the BM25 memory),
-* ``memory.<split>.txt``: the best memory per input (one line each),
-* ``beam<b>/candidates.<split>.jsonl``: part 1's candidate format ``{"id", "candidates",
-  "scores"}`` generated from slot b's memory; ``beam<b>/cand_scores.<split>.jsonl``:
-  ``{"id", "scores"}`` of the selector (or the oracle) for those candidates,
-* ``hypotheses.<split>.txt``, ``scores.<split>.json`` (hypotheses vs references, as
-  ``relift score``) and ``memory_scores.<split>.json`` (the memory itself vs references: the
-  paper's memory BLEU).
+The memory operations live in :mod:`relift.selfmem.topb` (Top-B memory beam, augmented memory)
+and :mod:`relift.selfmem.oracle` (the oracle's Δ scores); the files of an iteration and their
+formats in :mod:`relift.selfmem.formats`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from relift.io import (
-    LOG,
-    InputError,
-    atomic_path,
-    read_jsonl,
-    run_cli,
-    write_json_atomic,
-    write_jsonl_atomic,
+from relift.io import LOG, InputError, run_cli, write_json_atomic
+from relift.selfmem.formats import (
+    Beam,
+    read_beams,
+    read_pools,
+    read_scores,
+    same_splits,
+    slot_files,
+    split_map,
+    write_beams,
+    write_lines,
+    write_pools,
+    write_scores,
 )
-
-MODES = ("replace", "augment")
-
-
-# --------------------------------------------------------------------------- file formats
-def read_pools(
-    path: str | os.PathLike, expected: int | None = None, pool_size: int = 0
-) -> list[list[str]]:
-    """Candidate pools of a candidates JSONL (part 1's format), one per input, in input order.
-
-    Record ``n`` (0-based) must have ``"id": n``: a shuffled or partial file would silently give
-    an input another input's candidates (the public fork's bug). ``pool_size`` keeps only the
-    first (best) candidates of each pool (0 = all)."""
-    pools = []
-    for lineno, rec in read_jsonl(path):
-        if rec.get("id") != len(pools):
-            raise InputError(
-                f"expected id {len(pools)} (records in input order), found {rec.get('id')!r}",
-                path=path,
-                line=lineno,
-                field="id",
-            )
-        cands = rec.get("candidates")
-        if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
-            raise InputError(
-                "expected a non-empty list of strings", path=path, line=lineno, field="candidates"
-            )
-        pools.append(cands[:pool_size] if pool_size else cands)
-    if expected is not None and len(pools) != expected:
-        raise InputError(
-            f"{len(pools)} candidate pools but the split has {expected} inputs", path=path
-        )
-    return pools
-
-
-def write_pools(path: str | os.PathLike, pools: Sequence[Sequence[str]], scores=None) -> None:
-    write_jsonl_atomic(
-        path,
-        (
-            {
-                "id": i,
-                "candidates": list(p),
-                "scores": list(scores[i]) if scores is not None else [],
-            }
-            for i, p in enumerate(pools)
-        ),
-    )
-
-
-def read_scores(path: str | os.PathLike, pools: Sequence[Sequence[str]]) -> list[list[float]]:
-    """Scores aligned with ``pools``: record n has id n and one number per candidate."""
-    out: list[list[float]] = []
-    for lineno, rec in read_jsonl(path):
-        i = len(out)
-        if rec.get("id") != i:
-            raise InputError(
-                f"expected id {i}, found {rec.get('id')!r}", path=path, line=lineno, field="id"
-            )
-        if i >= len(pools):
-            raise InputError(f"more score records than the {len(pools)} pools", path=path)
-        s = rec.get("scores")
-        if not isinstance(s, list) or len(s) != len(pools[i]):
-            raise InputError(
-                f"expected {len(pools[i])} scores (one per candidate of input {i})",
-                path=path,
-                line=lineno,
-                field="scores",
-            )
-        out.append([float(x) for x in s])
-    if len(out) != len(pools):
-        raise InputError(f"{len(out)} score records for {len(pools)} pools", path=path)
-    return out
-
-
-def write_scores(path: str | os.PathLike, scores: Sequence[Sequence[float]]) -> None:
-    write_jsonl_atomic(
-        path, ({"id": i, "scores": [round(x, 6) for x in s]} for i, s in enumerate(scores))
-    )
-
-
-@dataclass
-class Beam:
-    """One surviving memory of an input."""
-
-    memory: str
-    selected: str = ""  # the candidate chosen at this iteration ("" at iteration 0)
-    score: float | None = None  # its selector (or oracle) score
-    parent: int | None = None  # slot of the previous iteration it came from
-
-
-def read_beams(path: str | os.PathLike, expected: int | None = None) -> list[list[Beam]]:
-    out: list[list[Beam]] = []
-    for lineno, rec in read_jsonl(path):
-        if rec.get("id") != len(out):
-            raise InputError(
-                f"expected id {len(out)}, found {rec.get('id')!r}", path=path, line=lineno
-            )
-        beams = rec.get("beams")
-        if not isinstance(beams, list) or not beams:
-            raise InputError("expected a non-empty list", path=path, line=lineno, field="beams")
-        try:
-            out.append([Beam(**b) for b in beams])
-        except TypeError as err:
-            raise InputError(f"bad beam entry ({err})", path=path, line=lineno) from None
-    if expected is not None and len(out) != expected:
-        raise InputError(f"{len(out)} inputs but {expected} expected", path=path)
-    return out
-
-
-def write_beams(path: str | os.PathLike, beams: Sequence[Sequence[Beam]]) -> None:
-    write_jsonl_atomic(
-        path,
-        (
-            {
-                "id": i,
-                "beams": [
-                    {
-                        "memory": b.memory,
-                        "selected": b.selected,
-                        "score": None if b.score is None else round(b.score, 6),
-                        "parent": b.parent,
-                    }
-                    for b in bs
-                ],
-            }
-            for i, bs in enumerate(beams)
-        ),
-    )
-
-
-def write_lines(path: str | os.PathLike, lines: Sequence[str]) -> None:
-    from relift.selfmem.data import one_line
-
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(one_line(x) + "\n" for x in lines), encoding="utf-8")
-
-
-# --------------------------------------------------------------------------- oracle / Δ
-def delta_scores(candidates: Sequence[str], reference: str, metric: str = "bleu") -> list[float]:
-    """Δ(c, y) of each candidate against the reference: sentence BLEU (sacrebleu, 0-100) for
-    ``bleu`` tasks, the mean of ROUGE-1/2/L F1 (x100, stemmed) for ``rouge`` tasks."""
-    if metric == "bleu":
-        return [_sentence_bleu().sentence_score(c, [reference]).score for c in candidates]
-    if metric == "rouge":
-        scorer = _rouge_scorer()
-        out = []
-        for c in candidates:
-            s = scorer.score(reference, c)
-            out.append(
-                100 * (s["rouge1"].fmeasure + s["rouge2"].fmeasure + s["rougeL"].fmeasure) / 3
-            )
-        return out
-    raise InputError(f"unknown metric {metric!r}; expected bleu or rouge")
-
-
-_CACHE: dict = {}
-
-
-def _sentence_bleu():
-    if "bleu" not in _CACHE:
-        from sacrebleu.metrics import BLEU
-
-        _CACHE["bleu"] = BLEU(effective_order=True)
-    return _CACHE["bleu"]
-
-
-def _rouge_scorer():
-    if "rouge" not in _CACHE:
-        from rouge_score import rouge_scorer
-
-        _CACHE["rouge"] = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    return _CACHE["rouge"]
-
-
-def oracle_scores(
-    pools: Sequence[Sequence[str]], references: Sequence[str], metric: str = "bleu"
-) -> list[list[float]]:
-    """ORACLE selection scores: Δ of every candidate against its input's reference. Only the
-    oracle variant (the ceiling a selector could reach) uses them."""
-    if len(pools) != len(references):
-        raise InputError(f"{len(pools)} pools but {len(references)} references")
-    return [delta_scores(p, r, metric) for p, r in zip(pools, references, strict=True)]
-
-
-# --------------------------------------------------------------------------- augment
-class TokenCounter:
-    """Token offsets of a text under the generator's tokenizer (no special tokens)."""
-
-    def __init__(self, offsets_fn: Callable[[str], list[tuple[int, int]]]):
-        self.offsets = offsets_fn
-
-    def count(self, text: str) -> int:
-        return len(self.offsets(text))
-
-    @classmethod
-    def whitespace(cls) -> TokenCounter:
-        return cls(lambda t: [m.span() for m in re.finditer(r"\S+", t)])
-
-    @classmethod
-    def from_generator(cls, path: str | os.PathLike) -> TokenCounter:
-        """The tokenizer saved in a generator (or tokenizer) folder: ``tokenizer.json`` through
-        the light ``tokenizers`` library when present, else transformers' AutoTokenizer."""
-        path = Path(path)
-        if (path / "tokenizer.json").exists():
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-            return cls(lambda t: tok.encode(t, add_special_tokens=False).offsets)
-        from relift.selfmem.tokenizer import load_tokenizer
-
-        hf = load_tokenizer(path)
-        return cls(
-            lambda t: hf(t, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        )
-
-
-def truncate_to_budget(text: str, budget: int, counter: TokenCounter) -> str:
-    """The most recent part (tail) of ``text`` that fits in ``budget`` tokens (0 = no limit);
-    a cut inside a word moves on to the next word boundary."""
-    if budget <= 0:
-        return text
-    offs = counter.offsets(text)
-    drop = len(offs) - budget
-    while drop > 0:  # re-tokenisation at the cut can merge differently: check again
-        start = max(1, offs[drop][0])
-        while start < len(text) and not text[start - 1].isspace():
-            start += 1  # inside a word: skip to the next boundary
-        text = text[start:].lstrip()
-        offs = counter.offsets(text)
-        drop = len(offs) - budget
-    return text
-
-
-def combine_memory(
-    previous: str,
-    selected: str,
-    mode: str,
-    separator: str = " ",
-    budget: int = 0,
-    counter: TokenCounter | None = None,
-) -> str:
-    """``replace``: the selected candidate; ``augment``: previous + separator + selected,
-    truncated to ``budget`` tokens (tail kept)."""
-    if mode == "replace":
-        return selected
-    if mode != "augment":
-        raise InputError(f"unknown memory_mode {mode!r}; expected one of {', '.join(MODES)}")
-    if not selected.strip():
-        text = previous  # an empty selection adds nothing
-    elif not previous.strip():
-        text = selected
-    else:
-        text = f"{previous}{separator}{selected}"
-    if budget > 0:
-        if counter is None:
-            raise InputError("augmented memory with a token budget needs the generator tokenizer")
-        text = truncate_to_budget(text, budget, counter)
-    return text
-
-
-# --------------------------------------------------------------------------- Top-B selection
-def select_topb(
-    parents: Sequence[Sequence[Beam]],
-    pools: Sequence[Sequence[Sequence[str]]],
-    scores: Sequence[Sequence[Sequence[float]]],
-    beam_b: int,
-    combine: Callable[[str, str], str] = lambda prev, sel: sel,
-) -> list[list[Beam]]:
-    """One step of the memory beam: ``parents[i][s]`` is slot s of input i, ``pools[i][s]`` the
-    candidates generated from it and ``scores[i][s]`` their selection scores. Every slot spawns
-    its top-B children; the B best children of input i survive (exactly B, best first).
-
-    Ties are broken by slot order, then by the generator's candidate order (beam rank). The
-    function sees only scores: it cannot read a reference."""
-    if beam_b < 1:
-        raise InputError(f"beam_b must be >= 1, got {beam_b}")
-    if not len(parents) == len(pools) == len(scores):
-        raise InputError(
-            f"{len(parents)} inputs with beams, {len(pools)} with pools, {len(scores)} with scores"
-        )
-    out: list[list[Beam]] = []
-    for i, (par, pool, sc) in enumerate(zip(parents, pools, scores, strict=True)):
-        if not len(par) == len(pool) == len(sc):
-            raise InputError(
-                f"input {i}: {len(par)} memory slots, {len(pool)} candidate pools, "
-                f"{len(sc)} score lists"
-            )
-        children = []  # (score, slot, rank, memory, candidate)
-        for s, (parent, cands, cs) in enumerate(zip(par, pool, sc, strict=True)):
-            if len(cands) != len(cs):
-                raise InputError(
-                    f"input {i}, slot {s}: {len(cands)} candidates but {len(cs)} scores"
-                )
-            top = sorted(range(len(cands)), key=lambda j: (-cs[j], j))[:beam_b]
-            for j in top:
-                children.append((cs[j], s, j, combine(parent.memory, cands[j]), cands[j]))
-        if not children:
-            raise InputError(f"input {i} has no candidates")
-        children.sort(key=lambda c: (-c[0], c[1], c[2]))
-        seen, kept, dups = set(), [], []
-        for c in children:
-            (dups if c[3] in seen else kept).append(c)
-            seen.add(c[3])
-        kept = (kept + dups)[:beam_b]  # distinct memories first
-        while len(kept) < beam_b:  # fewer children than B: repeat the best one
-            kept.append(kept[0])
-        kept.sort(key=lambda c: (-c[0], c[1], c[2]))  # best first
-        out.append([Beam(memory=m, selected=c, score=float(v), parent=s) for v, s, _, m, c in kept])
-    return out
-
-
-# --------------------------------------------------------------------------- CLI helpers
-def _split_map(values: list[str] | None, flag: str) -> dict[str, str]:
-    """``["dev=path", "test=path"]`` -> ``{"dev": "path", "test": "path"}``."""
-    out: dict[str, str] = {}
-    for v in values or []:
-        name, sep, path = v.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"{flag} expects SPLIT=PATH, got {v!r}")
-        if name in out:
-            raise InputError(f"{flag} gives split {name!r} twice")
-        out[name] = path
-    return out
-
-
-def _same_splits(maps: dict[str, dict], required: Sequence[str]) -> list[str]:
-    splits = None
-    for flag, m in maps.items():
-        if flag not in required and not m:
-            continue
-        if splits is None:
-            splits = list(m)
-        elif set(m) != set(splits):
-            raise InputError(f"{flag} names splits {sorted(m)}, expected {sorted(splits)}")
-    if not splits:
-        raise InputError("no split given")
-    return splits
-
-
-def _slot_files(values: list[str] | None, flag: str) -> dict[str, list[str]]:
-    """``SPLIT=PATH`` given once per slot, in slot order."""
-    out: dict[str, list[str]] = {}
-    for v in values or []:
-        name, sep, path = v.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"{flag} expects SPLIT=PATH, got {v!r}")
-        out.setdefault(name, []).append(path)
-    return out
+from relift.selfmem.oracle import oracle_scores
+from relift.selfmem.topb import MODES, TokenCounter, combine_memory, select_topb
 
 
 # --------------------------------------------------------------------------- subcommands
@@ -419,12 +47,12 @@ def cmd_iter0(args) -> None:
     first ``pool_size``) and its hypotheses (part 1's), copied into the iteration folder."""
     from relift.selfmem.data import load_split, read_lines
 
-    data = _split_map(args.data, "--data")
-    memory = _split_map(args.memory, "--memory")
-    cands = _split_map(args.candidates, "--candidates")
-    hyps = _split_map(args.hypotheses, "--hypotheses")
+    data = split_map(args.data, "--data")
+    memory = split_map(args.memory, "--memory")
+    cands = split_map(args.candidates, "--candidates")
+    hyps = split_map(args.hypotheses, "--hypotheses")
     out_dir = Path(args.out_dir)
-    for split in _same_splits(
+    for split in same_splits(
         {"--data": data, "--memory": memory, "--candidates": cands, "--hypotheses": hyps},
         ("--data", "--memory", "--candidates", "--hypotheses"),
     ):
@@ -443,10 +71,10 @@ def cmd_oracle_scores(args) -> None:
     """ORACLE scores: Δ (sentence BLEU / ROUGE mix) of every candidate against the reference."""
     from relift.selfmem.data import load_split
 
-    data = _split_map(args.data, "--data")
-    cands = _split_map(args.candidates, "--candidates")
-    outs = _split_map(args.output, "--output")
-    for split in _same_splits(
+    data = split_map(args.data, "--data")
+    cands = split_map(args.candidates, "--candidates")
+    outs = split_map(args.output, "--output")
+    for split in same_splits(
         {"--data": data, "--candidates": cands, "--output": outs},
         ("--data", "--candidates", "--output"),
     ):
@@ -458,12 +86,12 @@ def cmd_oracle_scores(args) -> None:
 
 def cmd_select(args) -> None:
     """Memory of iteration k from the beams, pools and scores of iteration k-1 (no references)."""
-    beams = _split_map(args.beams, "--beams")
-    cands = _slot_files(args.candidates, "--candidates")
-    scores = _slot_files(args.scores, "--scores")
-    out_beams = _split_map(args.out_beams, "--out-beams")
-    out_mem = _split_map(args.out_memory, "--out-memory")
-    splits = _same_splits(
+    beams = split_map(args.beams, "--beams")
+    cands = slot_files(args.candidates, "--candidates")
+    scores = slot_files(args.scores, "--scores")
+    out_beams = split_map(args.out_beams, "--out-beams")
+    out_mem = split_map(args.out_memory, "--out-memory")
+    splits = same_splits(
         {
             "--beams": beams,
             "--candidates": cands,
@@ -537,16 +165,16 @@ def cmd_generate(args) -> None:
     from relift.selfmem.data import load_memory, load_split
     from relift.selfmem.model import Generator
 
-    data = _split_map(args.data, "--data")
-    beams = _split_map(args.beams, "--beams")
-    memory = _split_map(args.memory, "--memory")
-    out_jsonl = _split_map(args.output_jsonl, "--output-jsonl")
-    out_txt = _split_map(args.output_txt, "--output-txt")
+    data = split_map(args.data, "--data")
+    beams = split_map(args.beams, "--beams")
+    memory = split_map(args.memory, "--memory")
+    out_jsonl = split_map(args.output_jsonl, "--output-jsonl")
+    out_txt = split_map(args.output_txt, "--output-txt")
     if bool(beams) == bool(memory):
         raise InputError("give either --beams (with --slot) or --memory")
     if not out_jsonl and not out_txt:
         raise InputError("give --output-jsonl and/or --output-txt")
-    splits = _same_splits(
+    splits = same_splits(
         {
             "--data": data,
             "--beams": beams,
@@ -598,9 +226,9 @@ def cmd_generate(args) -> None:
 def cmd_top1(args) -> None:
     """The best (first) candidate of every pool: the hypothesis of a pool decoded with the final
     beam (the same beam search as a decode returning one sequence)."""
-    cands = _split_map(args.candidates, "--candidates")
-    outs = _split_map(args.output_txt, "--output-txt")
-    for split in _same_splits(
+    cands = split_map(args.candidates, "--candidates")
+    outs = split_map(args.output_txt, "--output-txt")
+    for split in same_splits(
         {"--candidates": cands, "--output-txt": outs}, ("--candidates", "--output-txt")
     ):
         pools = read_pools(cands[split])
@@ -613,13 +241,13 @@ def cmd_score(args) -> None:
     from relift.score import parse_metrics, score
     from relift.selfmem.data import load_split, read_lines
 
-    data = _split_map(args.data, "--data")
-    hyps = _split_map(args.hyp, "--hyp")
-    mems = _split_map(args.memory, "--memory")
-    out_h = _split_map(args.out_hyp, "--out-hyp")
-    out_m = _split_map(args.out_memory, "--out-memory")
+    data = split_map(args.data, "--data")
+    hyps = split_map(args.hyp, "--hyp")
+    mems = split_map(args.memory, "--memory")
+    out_h = split_map(args.out_hyp, "--out-hyp")
+    out_m = split_map(args.out_memory, "--out-memory")
     metrics = parse_metrics(args.metrics)
-    for split in _same_splits(
+    for split in same_splits(
         {
             "--data": data,
             "--hyp": hyps,

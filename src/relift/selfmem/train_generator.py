@@ -13,6 +13,10 @@ exported to ``--output`` (a generator folder: model, tokenizer, ``selfmem.json``
 
 ``--work-dir`` keeps the loop's checkpoints and metrics (``metrics.jsonl``/``.csv``,
 TensorBoard); rerunning with the same settings resumes there, changed settings start over.
+
+Settings (:class:`relift.selfmem.settings.GeneratorSettings` and the loop's
+:class:`relift.train.loop.TrainConfig`) come as ``--settings JSON`` (the workflow passes the
+``selfmem.generator`` section) and/or one flag each; a flag overrides the JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +32,28 @@ import torch
 from relift.io import LOG, InputError, atomic_dir, run_cli
 from relift.selfmem.data import Split, load_memory, load_split, read_hit_ids
 from relift.selfmem.model import ARCHS, Generator, GeneratorSpec, ModelSize
-from relift.train import BucketedBatches, add_train_args, config_from_args, seed_everything, train
+from relift.selfmem.settings import GENERATOR_TRAIN_DEFAULTS, GeneratorSettings
+from relift.settings import add_settings, settings_from_args
+from relift.settings import fingerprint as settings_fingerprint
+from relift.train import BucketedBatches, seed_everything, train
+from relift.train.loop import TrainConfig
+
+# the run's inputs (with the settings: a change starts training over instead of resuming)
+RUN_ARGS = (
+    "train",
+    "dev",
+    "train_memory",
+    "dev_memory",
+    "src_field",
+    "trg_field",
+    "tokenizer",
+    "arch",
+    "train_hits",
+    "eval_metric",
+)
+# loop settings this CLI derives (save_every = eval_every, the best by --eval-metric) or that a
+# run does not set (micro_batch_size: DeepSpeed's)
+LOOP_SET_HERE = ("save_every", "best_metric", "best_mode", "micro_batch_size")
 
 
 class TiedSafe(torch.nn.Module):
@@ -263,55 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tokenizer", required=True, type=Path, help="tokenizer folder")
     ap.add_argument("--arch", choices=ARCHS, default="joint")
     ap.add_argument(
-        "--pretrained", default="", help="start from this seq2seq checkpoint instead of scratch"
-    )
-    ap.add_argument("--d-model", type=int, default=256)
-    ap.add_argument("--encoder-layers", type=int, default=3)
-    ap.add_argument("--decoder-layers", type=int, default=3)
-    ap.add_argument("--attention-heads", type=int, default=4)
-    ap.add_argument("--ffn-dim", type=int, default=1024)
-    ap.add_argument(
-        "--post-ln",
-        action="store_true",
-        help="post-LN BART layers instead of pre-LN mBART-style ones (from scratch)",
-    )
-    ap.add_argument(
-        "--copy", action="store_true", help="pointer-generator head over the encoder input"
-    )
-    ap.add_argument(
-        "--positions",
-        choices=("sinusoidal", "learned"),
-        default="sinusoidal",
-        help="position embeddings of the pre-LN model (fixed sinusoidal, or learned)",
-    )
-    ap.add_argument("--dropout", type=float, default=0.1)
-    ap.add_argument("--attention-dropout", type=float, default=0.1)
-    ap.add_argument("--max-source-length", type=int, default=128)
-    ap.add_argument("--max-memory-length", type=int, default=128)
-    ap.add_argument("--max-target-length", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch")
-    ap.add_argument(
-        "--max-tokens",
-        type=int,
-        default=0,
-        help="token budget per micro-batch (examples x longest input/target; 0 = --batch-size)",
-    )
-    ap.add_argument(
         "--train-hits", type=Path, help="retrieved hits of the training split (hits.jsonl)"
     )
-    ap.add_argument(
-        "--memory-closest-share",
-        type=float,
-        default=0.0,
-        help="share of training examples whose memory is the hit closest to their target",
-    )
-    ap.add_argument(
-        "--memory-noise-share",
-        type=float,
-        default=0.0,
-        help="share of training examples whose memory is a noised copy of their target",
-    )
-    ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument(
         "--eval-metric",
         choices=("bleu", "rouge"),
@@ -319,41 +297,23 @@ def main(argv: list[str] | None = None) -> None:
         help="dev metric of the best checkpoint: bleu (translation) or rouge (summarisation)",
     )
     ap.add_argument(
-        "--eval-beams", type=int, default=1, help="beam size of the dev decoding (1 = greedy)"
-    )
-    ap.add_argument("--eval-batch-size", type=int, default=64)
-    ap.add_argument(
-        "--dev-max-examples",
-        type=int,
-        default=0,
-        help="decode only the first N dev examples (0 = all)",
-    )
-    ap.add_argument(
         "--work-dir", required=True, type=Path, help="checkpoints and metrics (resumable)"
     )
     ap.add_argument("--output", required=True, type=Path, help="generator folder to write")
-    add_train_args(
-        ap,
-        lr=2e-3,
-        scheduler="inverse_sqrt",
-        warmup_steps=100,
-        max_steps=600,
-        eval_every=200,
-        best_metric="bleu",
-        best_mode="max",
-        patience=4,
-        log_every=50,
-        save_every=200,
-        betas=(0.9, 0.98),
-        weight_decay=0.0,
-        grad_clip=1.0,
+    add_settings(
+        ap, GeneratorSettings, TrainConfig, defaults=GENERATOR_TRAIN_DEFAULTS, skip=LOOP_SET_HERE
     )
     args = ap.parse_args(argv)
-    cfg = config_from_args(args)
-    cfg.precision = resolve_cpu_precision(cfg.precision, cfg.device)
+    st, cfg = settings_from_args(
+        args, GeneratorSettings, TrainConfig, defaults=GENERATOR_TRAIN_DEFAULTS
+    )
+    # a checkpoint at every dev evaluation; the best one by the task's dev metric is exported
+    cfg.save_every = cfg.eval_every
     cfg.best_metric, cfg.best_mode = args.eval_metric, "max"
-    if not 0 <= args.label_smoothing < 1:
-        raise InputError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    cfg.validate()
+    cfg.precision = resolve_cpu_precision(cfg.precision, cfg.device)
+    if not 0 <= st.label_smoothing < 1:
+        raise InputError(f"--label-smoothing must be in [0, 1), got {st.label_smoothing}")
     if args.arch != "vanilla" and not (args.train_memory and args.dev_memory):
         raise InputError(f"the {args.arch} architecture needs --train-memory and --dev-memory")
 
@@ -364,29 +324,28 @@ def main(argv: list[str] | None = None) -> None:
     dev = load_split(args.dev, args.src_field, args.trg_field)
     uses_memory = args.arch != "vanilla"
     train_mem = load_memory(args.train_memory, train_split) if uses_memory else None
-    if uses_memory and (args.memory_closest_share or args.memory_noise_share):
+    if uses_memory and (st.memory_closest_share or st.memory_noise_share):
         hits = read_hit_ids(args.train_hits, len(train_split)) if args.train_hits else None
         train_mem, counts = mix_training_memory(
             train_split,
             train_mem,
             hits,
-            args.memory_closest_share,
-            args.memory_noise_share,
-            args.seed,
+            st.memory_closest_share,
+            st.memory_noise_share,
+            cfg.seed,
         )
         LOG.info("training memories: %s", counts)
     dev_mem = load_memory(args.dev_memory, dev) if uses_memory else None
-    if args.dev_max_examples:
-        n = args.dev_max_examples
+    if st.dev_max_examples:
+        n = st.dev_max_examples
         dev = Split(dev.path, dev.sources[:n], dev.targets[:n], dev.lines[:n])
         dev_mem = dev_mem[:n] if dev_mem else None
 
     # a changed configuration must not resume from the old checkpoints
-    fingerprint = {
-        k: str(v)
-        for k, v in sorted(vars(args).items())
-        if k not in ("output", "work_dir", "progress", "threads", "stop_after", "device")
-    }
+    run_args = {k: v for k, v in vars(args).items() if k in RUN_ARGS}
+    fingerprint = {k: str(v) for k, v in sorted(run_args.items())} | settings_fingerprint(
+        st, cfg, ignore=("progress", "threads", "stop_after", "device")
+    )
     fp_path = args.work_dir / "run.json"
     if fp_path.exists() and json.loads(fp_path.read_text()) != fingerprint:
         LOG.warning(
@@ -399,23 +358,23 @@ def main(argv: list[str] | None = None) -> None:
 
     tok = load_tokenizer(args.tokenizer)
     spec = GeneratorSpec(
-        args.arch, args.max_source_length, args.max_memory_length, args.max_target_length
+        args.arch, st.max_source_length, st.max_memory_length, st.max_target_length
     )
     seed_everything(cfg.seed)
-    if args.pretrained:
-        gen = Generator.from_pretrained_model(args.pretrained, tok, spec)
+    if st.pretrained:
+        gen = Generator.from_pretrained_model(st.pretrained, tok, spec)
     else:
         size = ModelSize(
-            args.d_model,
-            args.encoder_layers,
-            args.decoder_layers,
-            args.attention_heads,
-            args.ffn_dim,
-            args.dropout,
-            args.attention_dropout,
-            pre_ln=not args.post_ln,
-            copy=args.copy,
-            positions=args.positions,
+            st.d_model,
+            st.encoder_layers,
+            st.decoder_layers,
+            st.attention_heads,
+            st.ffn_dim,
+            st.dropout,
+            st.attention_dropout,
+            pre_ln=st.pre_ln,
+            copy=st.copy and args.arch != "dual",  # dual: no copy head
+            positions=st.positions,
         )
         gen = Generator.from_scratch(tok, spec, size, seed=cfg.seed)
     n_params = sum(p.numel() for p in gen.model.parameters())
@@ -429,16 +388,16 @@ def main(argv: list[str] | None = None) -> None:
 
     batches = BucketedBatches(
         approx_lengths(gen, train_split, train_mem),
-        args.batch_size,
+        st.batch_size,
         seed=cfg.seed,
         collate=collate_fn(gen, train_split, train_mem),
-        max_tokens=args.max_tokens,
+        max_tokens=st.max_tokens,
     )
 
     def eval_fn(model, step):
         g = Generator(model.generator, tok, spec)
         t0 = time.time()
-        hyps = decode_split(g, dev.sources, dev_mem, args.eval_beams, args.eval_batch_size)
+        hyps = decode_split(g, dev.sources, dev_mem, st.eval_beams, st.eval_batch_size)
         return {
             args.eval_metric: dev_metric(args.eval_metric, hyps, dev.targets),
             "decode_seconds": time.time() - t0,
@@ -468,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
 
     res = train(
         TiedSafe(gen.model),
-        make_loss_fn(args.label_smoothing),
+        make_loss_fn(st.label_smoothing),
         batches,
         cfg,
         args.work_dir,

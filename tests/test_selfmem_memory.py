@@ -1,4 +1,4 @@
-"""BM25 memory: self-exclusion, alignment, bm25s vs Elasticsearch (a local stub of its REST API,
+"""Retrieval memory (relift.selfmem.memory): self-exclusion, alignment, bm25s vs Elasticsearch (a local stub of its REST API,
 or a real cluster when RELIFT_ES_URL is set), and clear errors."""
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from es_stub import ESStub, lucene_norm_length  # noqa: E402
 
 from relift.io import InputError, run_cli  # noqa: E402
-from relift.selfmem import bm25  # noqa: E402
+from relift.selfmem import memory  # noqa: E402
 from relift.selfmem.data import Split, load_split  # noqa: E402
+from relift.selfmem.memory import bm25s as bm25s_backend  # noqa: E402
+from relift.selfmem.memory import cli as memory_cli  # noqa: E402
+from relift.selfmem.memory import elasticsearch as es_backend  # noqa: E402
 
 PAIRS = [
     ("Save the current document to disk", "Das aktuelle Dokument auf der Festplatte speichern"),
@@ -64,14 +67,20 @@ def task(tmp_path):
 
 @pytest.fixture
 def es_env(monkeypatch):
-    for var in (bm25.ENV_URL, bm25.ENV_USER, bm25.ENV_PASSWORD, bm25.ENV_API_KEY, bm25.ENV_CA):
+    for var in (
+        es_backend.ENV_URL,
+        es_backend.ENV_USER,
+        es_backend.ENV_PASSWORD,
+        es_backend.ENV_API_KEY,
+        es_backend.ENV_CA,
+    ):
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 
 
 def memories_with(backend, train: Split, dev: Split, out: Path, k: int = 3):
     try:
-        bm25.build_memories(backend, train, {"train": train, "dev": dev}, out, k)
+        memory.build_memories(backend, train, {"train": train, "dev": dev}, out, k)
     finally:
         backend.close()
     return {
@@ -83,7 +92,7 @@ def memories_with(backend, train: Split, dev: Split, out: Path, k: int = 3):
 
 
 def test_analyze_standard_like():
-    assert bm25.analyze("Hello, World! It's v1.2 of 3,000 foo_bar ___ 中文") == [
+    assert memory.analyze("Hello, World! It's v1.2 of 3,000 foo_bar ___ 中文") == [
         "hello",
         "world",
         "it's",
@@ -94,13 +103,15 @@ def test_analyze_standard_like():
         "中",
         "文",
     ]
-    assert bm25.truncate_words("a b  c d", 2) == "a b"
-    assert bm25.truncate_words("a b", 0) == "a b"
+    assert memory.truncate_words("a b  c d", 2) == "a b"
+    assert memory.truncate_words("a b", 0) == "a b"
 
 
 def test_self_exclusion_and_alignment(task, tmp_path):
     train, dev = load_split(task[0]), load_split(task[1])
-    mems, hits = memories_with(bm25.BM25sBackend(engine="numpy"), train, dev, tmp_path / "mem")
+    mems, hits = memories_with(
+        bm25s_backend.BM25sBackend(engine="numpy"), train, dev, tmp_path / "mem"
+    )
     assert len(mems["train"]) == len(train) and len(mems["dev"]) == len(dev)
     assert len(hits["train"]) == len(train) and len(hits["dev"]) == len(dev)
     for i, h in enumerate(hits["train"]):
@@ -119,7 +130,7 @@ def test_self_exclusion_and_alignment(task, tmp_path):
 def test_cli_writes_aligned_files(task, tmp_path):
     out = tmp_path / "out"
     rc = run_cli(
-        bm25.main,
+        memory_cli.main,
         [
             "--train",
             str(task[0]),
@@ -144,12 +155,12 @@ def test_cli_writes_aligned_files(task, tmp_path):
 def test_cli_bad_input_is_one_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"src": "a", "trg": "b"}\n{"src": "a"}\n')
-    assert run_cli(bm25.main, ["--train", str(bad), "--out-dir", str(tmp_path / "o")]) == 2
+    assert run_cli(memory_cli.main, ["--train", str(bad), "--out-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "bad.jsonl, line 2, field 'trg': missing field" in err
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    assert run_cli(bm25.main, ["--train", str(empty), "--out-dir", str(tmp_path / "o")]) == 2
+    assert run_cli(memory_cli.main, ["--train", str(empty), "--out-dir", str(tmp_path / "o")]) == 2
     assert "holds no examples" in capsys.readouterr().err
 
 
@@ -160,10 +171,12 @@ def test_lucene_norms():
 
 def test_backends_agree(task, tmp_path, es_env):
     train, dev = load_split(task[0]), load_split(task[1])
-    mems_a, hits_a = memories_with(bm25.BM25sBackend(engine="numpy"), train, dev, tmp_path / "a")
+    mems_a, hits_a = memories_with(
+        bm25s_backend.BM25sBackend(engine="numpy"), train, dev, tmp_path / "a"
+    )
     with ESStub() as es:
-        es_env.setenv(bm25.ENV_URL, es.url)
-        backend = bm25.ElasticsearchBackend(
+        es_env.setenv(es_backend.ENV_URL, es.url)
+        backend = es_backend.ElasticsearchBackend(
             "relift-test", batch_size=5
         )  # several _bulk/_msearch calls
         mems_b, hits_b = memories_with(backend, train, dev, tmp_path / "b")
@@ -189,12 +202,12 @@ def test_backends_agree_on_fixture_pairs(tmp_path, es_env):
     train = load_split(write_split(tmp_path / "train.jsonl", rows[:50]))
     dev = load_split(write_split(tmp_path / "dev.jsonl", rows[50:]))
     mems_a, hits_a = memories_with(
-        bm25.BM25sBackend(engine="numpy"), train, dev, tmp_path / "a", k=5
+        bm25s_backend.BM25sBackend(engine="numpy"), train, dev, tmp_path / "a", k=5
     )
     with ESStub() as es:
-        es_env.setenv(bm25.ENV_URL, es.url)
+        es_env.setenv(es_backend.ENV_URL, es.url)
         mems_b, hits_b = memories_with(
-            bm25.ElasticsearchBackend("relift-fixture", batch_size=16),
+            es_backend.ElasticsearchBackend("relift-fixture", batch_size=16),
             train,
             dev,
             tmp_path / "b",
@@ -209,12 +222,12 @@ def test_backends_agree_on_fixture_pairs(tmp_path, es_env):
 
 def test_index_settings_sent(es_env):
     with ESStub() as es:
-        es_env.setenv(bm25.ENV_URL, es.url)
-        backend = bm25.ElasticsearchBackend("relift-settings", k1=0.9, b=0.4, keep_index=True)
+        es_env.setenv(es_backend.ENV_URL, es.url)
+        backend = es_backend.ElasticsearchBackend("relift-settings", k1=0.9, b=0.4, keep_index=True)
         backend.index(["a b c"])
         idx = es.indices["relift-settings"]
         assert (idx.k1, idx.b) == (0.9, 0.4)
-        analyzer = idx.settings["analysis"]["analyzer"][bm25.ANALYZER]
+        analyzer = idx.settings["analysis"]["analyzer"][es_backend.ANALYZER]
         assert analyzer == {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]}
         assert idx.settings["number_of_shards"] == 1
         backend.close()
@@ -223,14 +236,14 @@ def test_index_settings_sent(es_env):
 
 def test_credentials_from_env_never_logged(es_env, caplog):
     caplog.set_level(logging.DEBUG)
-    es_env.setenv(bm25.ENV_USER, "elastic")
-    es_env.setenv(bm25.ENV_PASSWORD, "s3cret-pw")
+    es_env.setenv(es_backend.ENV_USER, "elastic")
+    es_env.setenv(es_backend.ENV_PASSWORD, "s3cret-pw")
     import base64
 
     auth = "Basic " + base64.b64encode(b"elastic:s3cret-pw").decode()
     with ESStub(require_auth=auth) as es:
-        es_env.setenv(bm25.ENV_URL, es.url)
-        backend = bm25.ElasticsearchBackend("relift-auth")
+        es_env.setenv(es_backend.ENV_URL, es.url)
+        backend = es_backend.ElasticsearchBackend("relift-auth")
         backend.index(["x y"])
         assert backend.search(["x"], 1)[0][0][0] == 0
         backend.close()
@@ -239,9 +252,9 @@ def test_credentials_from_env_never_logged(es_env, caplog):
             for _, _, h in es.requests
         )
         # wrong password: a clear error that names the variables, not their values
-        es_env.setenv(bm25.ENV_PASSWORD, "wrong-pw")
-        with pytest.raises(bm25.BackendError, match="HTTP 401.*RELIFT_ES_USER") as err:
-            bm25.ElasticsearchBackend("relift-auth").index(["x"])
+        es_env.setenv(es_backend.ENV_PASSWORD, "wrong-pw")
+        with pytest.raises(memory.BackendError, match="HTTP 401.*RELIFT_ES_USER") as err:
+            es_backend.ElasticsearchBackend("relift-auth").index(["x"])
         assert "wrong-pw" not in str(err.value)
     text = caplog.text
     assert "s3cret-pw" not in text and "wrong-pw" not in text and es.url not in text
@@ -255,12 +268,12 @@ def _free_port() -> int:
 
 def test_unreachable_cluster_is_a_clear_error(es_env, caplog):
     url = f"http://user:pw-123@127.0.0.1:{_free_port()}"
-    es_env.setenv(bm25.ENV_URL, url)
+    es_env.setenv(es_backend.ENV_URL, url)
     sleeps = []
-    backend = bm25.ElasticsearchBackend(
+    backend = es_backend.ElasticsearchBackend(
         "relift-x", max_retries=2, backoff=0.5, timeout=2, sleep=sleeps.append
     )
-    with pytest.raises(bm25.BackendError) as err:
+    with pytest.raises(memory.BackendError) as err:
         backend.index(["a"])
     msg = str(err.value)
     assert "cannot reach the cluster named by RELIFT_ES_URL" in msg and "after 3 attempts" in msg
@@ -272,7 +285,7 @@ def test_unreachable_cluster_is_a_clear_error(es_env, caplog):
 
 def test_missing_url_is_a_clear_error(es_env, tmp_path, task, capsys):
     rc = run_cli(
-        bm25.main,
+        memory_cli.main,
         ["--train", str(task[0]), "--out-dir", str(tmp_path / "o"), "--backend", "elasticsearch"],
     )
     assert rc == 2
@@ -281,9 +294,9 @@ def test_missing_url_is_a_clear_error(es_env, tmp_path, task, capsys):
 
 def test_transient_failures_are_retried(es_env):
     with ESStub(unavailable=2) as es:
-        es_env.setenv(bm25.ENV_URL, es.url)
+        es_env.setenv(es_backend.ENV_URL, es.url)
         sleeps = []
-        backend = bm25.ElasticsearchBackend("relift-retry", backoff=0.1, sleep=sleeps.append)
+        backend = es_backend.ElasticsearchBackend("relift-retry", backoff=0.1, sleep=sleeps.append)
         backend.index(["alpha beta", "gamma"])
         assert [h[0] for h in backend.search(["gamma"], 2)[0]] == [1]
         backend.close()
@@ -292,9 +305,9 @@ def test_transient_failures_are_retried(es_env):
 
 def test_bulk_item_error_names_documents(es_env):
     with ESStub(fail_bulk_ids=[1, 3]) as es:
-        es_env.setenv(bm25.ENV_URL, es.url)
-        backend = bm25.ElasticsearchBackend("relift-bulk")
-        with pytest.raises(bm25.BackendError) as err:
+        es_env.setenv(es_backend.ENV_URL, es.url)
+        backend = es_backend.ElasticsearchBackend("relift-bulk")
+        with pytest.raises(memory.BackendError) as err:
             backend.index(["a", "b", "c", "d", "e"])
         backend.close()
     msg = str(err.value)
@@ -304,11 +317,11 @@ def test_bulk_item_error_names_documents(es_env):
 
 def test_check_bulk_response_unit():
     ok = {"errors": False, "items": [{"index": {"_id": "0", "status": 201}}]}
-    bm25.check_bulk_response(ok, 1)
+    es_backend.check_bulk_response(ok, 1)
     with pytest.raises(
-        bm25.BackendError, match="document 7 .*HTTP 429: es_rejected_execution_exception"
+        memory.BackendError, match="document 7 .*HTTP 429: es_rejected_execution_exception"
     ):
-        bm25.check_bulk_response(
+        es_backend.check_bulk_response(
             {
                 "errors": True,
                 "items": [
@@ -330,9 +343,9 @@ def test_check_bulk_response_unit():
 
 def test_not_elasticsearch_is_a_clear_error(es_env):
     with ESStub(no_product_header=True) as es:
-        es_env.setenv(bm25.ENV_URL, es.url)
-        with pytest.raises(bm25.BackendError, match="not Elasticsearch"):
-            bm25.ElasticsearchBackend("relift-np").index(["a"])
+        es_env.setenv(es_backend.ENV_URL, es.url)
+        with pytest.raises(memory.BackendError, match="not Elasticsearch"):
+            es_backend.ElasticsearchBackend("relift-np").index(["a"])
 
 
 @pytest.mark.skipif(
@@ -342,18 +355,20 @@ def test_not_elasticsearch_is_a_clear_error(es_env):
 )
 def test_real_cluster_agrees_with_bm25s(task, tmp_path):
     train, dev = load_split(task[0]), load_split(task[1])
-    mems_a, hits_a = memories_with(bm25.BM25sBackend(engine="numpy"), train, dev, tmp_path / "a")
-    backend = bm25.ElasticsearchBackend(
+    mems_a, hits_a = memories_with(
+        bm25s_backend.BM25sBackend(engine="numpy"), train, dev, tmp_path / "a"
+    )
+    backend = es_backend.ElasticsearchBackend(
         f"relift-pytest-{os.getpid()}", batch_size=5, keep_index=True
     )
     try:
-        bm25.build_memories(backend, train, {"train": train, "dev": dev}, tmp_path / "b", 3)
+        memory.build_memories(backend, train, {"train": train, "dev": dev}, tmp_path / "b", 3)
         samples = ["Hello, World! It's v1.2 of 3,000 foo_bar", "Größe über-all don’t U.S.A. e.g."]
         for text in samples:  # the index analyzer tokenises as bm25s is configured to
             res = backend.client.indices.analyze(
-                index=backend.index_name, analyzer=bm25.ANALYZER, text=text
+                index=backend.index_name, analyzer=es_backend.ANALYZER, text=text
             )
-            assert [t["token"] for t in res["tokens"]] == bm25.analyze(text)
+            assert [t["token"] for t in res["tokens"]] == memory.analyze(text)
     finally:
         backend.keep_index = False
         backend.close()
