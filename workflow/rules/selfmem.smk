@@ -89,7 +89,7 @@ rule selfmem_train_generator:
             "settings.py",
             *GENERATOR_CODE,
             "selfmem/data.py",
-            "train/loop.py",
+            *TRAIN_LOOP,
             "score.py",
         ),
         train=sm_split("train"),

@@ -57,7 +57,7 @@ rule selfmem_selector_scratch_encoder:
 rule selfmem_selector_train:
     """Cross-encoder selector, KL to softmax(minmax(Δ)/τ); best by dev selection BLEU."""
     input:
-        code(*SELECTOR_CODE, "train/loop.py", "score.py"),
+        code(*SELECTOR_CODE, *TRAIN_LOOP, "score.py"),
         train=sm_split("train"),
         train_candidates=f"{SELECTOR_DIR}/train_candidates.jsonl",
         dev=sm_split("dev"),

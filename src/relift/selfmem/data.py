@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from relift.io import InputError, _lines, read_jsonl, require_file
+from relift.io import InputError, read_jsonl, read_lines
 
 SPLITS = ("train", "dev", "test")
 
@@ -60,27 +60,9 @@ def load_split(
     return Split(path, sources, targets, lines)
 
 
-def read_lines(
-    path: str | os.PathLike, expected: int | None = None, what: str = "file"
-) -> list[str]:
-    """Read a text file one item per line (blank lines kept: an empty memory is a valid line).
-
-    With ``expected``, the line count must match (memories/hypotheses aligned with a split).
-    """
-    path = require_file(path, what)
-    out = [line for _, line in _lines(path)]
-    if expected is not None and len(out) != expected:
-        raise InputError(
-            f"{what} has {len(out)} lines but {expected} were expected (one per "
-            "example, aligned with the split)",
-            path=path,
-        )
-    return out
-
-
 def load_memory(path: str | os.PathLike, split: Split) -> list[str]:
     """Memories aligned line by line with ``split``."""
-    return read_lines(path, len(split), what=f"memory file for {split.path.name}")
+    return read_lines(path, f"memory file for {split.path.name}", expected=len(split))
 
 
 def read_hit_ids(path: str | os.PathLike, expected: int | None = None) -> list[list[int]]:

@@ -45,7 +45,8 @@ from relift.selfmem.topb import MODES, TokenCounter, combine_memory, select_topb
 def cmd_iter0(args) -> None:
     """Iteration 0: the BM25 memory as a one-slot beam, its candidate pool (part 1's candidates,
     first ``pool_size``) and its hypotheses (part 1's), copied into the iteration folder."""
-    from relift.selfmem.data import load_split, read_lines
+    from relift.io import read_lines
+    from relift.selfmem.data import load_split
 
     data = split_map(args.data, "--data")
     memory = split_map(args.memory, "--memory")
@@ -57,9 +58,9 @@ def cmd_iter0(args) -> None:
         ("--data", "--memory", "--candidates", "--hypotheses"),
     ):
         n = len(load_split(data[split], args.src_field, args.trg_field))
-        mem = read_lines(memory[split], n, what=f"{split} memory")
+        mem = read_lines(memory[split], f"{split} memory", expected=n)
         pools = read_pools(cands[split], n, args.pool_size)
-        hyp = read_lines(hyps[split], n, what=f"{split} hypotheses")
+        hyp = read_lines(hyps[split], f"{split} hypotheses", expected=n)
         write_beams(out_dir / f"beams.{split}.jsonl", [[Beam(memory=m)] for m in mem])
         write_lines(out_dir / f"memory.{split}.txt", mem)
         write_pools(out_dir / "beam0" / f"candidates.{split}.jsonl", pools)
@@ -238,8 +239,9 @@ def cmd_top1(args) -> None:
 
 def cmd_score(args) -> None:
     """Corpus scores of the hypotheses and of the memory itself, per split."""
+    from relift.io import read_lines
     from relift.score import parse_metrics, score
-    from relift.selfmem.data import load_split, read_lines
+    from relift.selfmem.data import load_split
 
     data = split_map(args.data, "--data")
     hyps = split_map(args.hyp, "--hyp")
@@ -258,8 +260,8 @@ def cmd_score(args) -> None:
         ("--data", "--hyp", "--memory", "--out-hyp", "--out-memory"),
     ):
         refs = load_split(data[split], args.src_field, args.trg_field).targets
-        h = score(read_lines(hyps[split], len(refs), what=f"{split} hypotheses"), refs, metrics)
-        m = score(read_lines(mems[split], len(refs), what=f"{split} memory"), refs, metrics)
+        h = score(read_lines(hyps[split], f"{split} hypotheses", expected=len(refs)), refs, metrics)
+        m = score(read_lines(mems[split], f"{split} memory", expected=len(refs)), refs, metrics)
         write_json_atomic(out_h[split], h)
         write_json_atomic(out_m[split], m)
         LOG.info(
