@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -106,25 +105,33 @@ def choose_dtype(
     min_cosine: float = 0.999,
     batch_size: int = 128,
 ):
-    """fp32, bf16, or (``auto``) bf16 when its embeddings of ``sample`` keep cosine >=
-    ``min_cosine`` to fp32 for every row and it is faster than fp32 on this device (CPUs without
-    native bf16 run it several times slower). Returns (dtype, report string)."""
+    """fp32, bf16, or (``auto``) bf16 where it is fast and close enough. Fast: on CUDA, or on a
+    CPU that declares native bf16 (``relift.hardware.cpu_native_bf16``); elsewhere torch emulates
+    it, several times slower than fp32. Close enough: its embeddings of ``sample`` keep cosine
+    >= ``min_cosine`` to fp32 for every row. No timing decides: on a busy machine a timed
+    calibration measured bf16 at 0.85x and chose fp32 where it was 6x faster on the same CPU
+    quiet. Returns (dtype, the reason, for the log)."""
     if requested == "fp32":
         return torch.float32, "fp32 requested"
     if requested == "bf16":
         return torch.bfloat16, "bf16 requested"
-    results = {}
+    from relift.hardware import cpu_native_bf16, native_bf16_reason
+
+    if device.type == "cuda":
+        why = "CUDA"
+    else:
+        native = cpu_native_bf16()
+        why = native_bf16_reason(native)
+        if not native:
+            return torch.float32, f"auto: fp32 ({why}: bf16 would be emulated, slower than fp32)"
+    embs = {}
     for dtype in (torch.float32, torch.bfloat16):
         tok, model = load_encoder(name, device, dtype)
-        encode(sample[:16], tok, model, batch_size=batch_size)  # warm-up
-        t0 = time.perf_counter()
-        emb = normalize(encode(sample, tok, model, batch_size=batch_size))
-        results[dtype] = (emb, time.perf_counter() - t0)
+        embs[dtype] = normalize(encode(sample, tok, model, batch_size=batch_size))
         del model
-    worst = float((results[torch.float32][0] * results[torch.bfloat16][0]).sum(1).min())
-    speedup = results[torch.float32][1] / max(results[torch.bfloat16][1], 1e-9)
-    use_bf16 = worst >= min_cosine and speedup > 1.0
+    worst = float((embs[torch.float32] * embs[torch.bfloat16]).sum(1).min())
+    use_bf16 = worst >= min_cosine
     return (torch.bfloat16 if use_bf16 else torch.float32), (
-        f"calibration on {len(sample)} phrases: worst bf16 cosine to fp32 {worst:.5f}, "
-        f"bf16 speed-up {speedup:.2f}x"
+        f"auto: {'bf16' if use_bf16 else 'fp32'} ({why}; worst bf16 cosine to fp32 on "
+        f"{len(sample)} phrases {worst:.5f}, needed {min_cosine})"
     )

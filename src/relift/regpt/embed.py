@@ -3,7 +3,8 @@
 Writes ``phrases_embeddings.npy`` (raw, float32 [V, d]; ReGPT trains against these) and
 ``phrases_embeddings_normalized.npy`` (rows L2-normalised; used to mine negatives). Phrases are
 batched by token length; the encoder runs on CUDA when present; with ``--dtype auto`` it runs in
-bf16 when that keeps cosine >= 0.999 to fp32 on a calibration sample, otherwise in fp32.
+bf16 on CUDA or on a CPU with native bf16 when that keeps cosine >= 0.999 to fp32 on a sample of
+phrases, otherwise in fp32 (``relift.encoders.choose_dtype``; the reason is logged).
 """
 
 from __future__ import annotations

@@ -244,15 +244,6 @@ def dev_metric(name: str, hyps: list[str], refs: list[str]) -> float:
     return (r["rouge1"]["score"] + r["rouge2"]["score"] + r["rougeLsum"]["score"]) / 3
 
 
-def cpu_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX flags in /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_cpu_precision(precision: str, device: str) -> str:
     """``auto`` on a CPU: bf16 autocast when the CPU has native bf16 (measured 2.2-2.5x faster
     than fp32 for this generator), else fp32; CUDA keeps the loop's auto (bf16). Logged."""
@@ -260,11 +251,11 @@ def resolve_cpu_precision(precision: str, device: str) -> str:
 
     if precision != "auto" or device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         return precision
+    from relift.hardware import cpu_native_bf16, native_bf16_reason
+
     native = cpu_native_bf16()
     LOG.info(
-        "precision auto on CPU: %s (%s)",
-        "bf16" if native else "fp32",
-        "native bf16 in /proc/cpuinfo" if native else "no avx512_bf16/amx_bf16 flag",
+        "precision auto on CPU: %s (%s)", "bf16" if native else "fp32", native_bf16_reason(native)
     )
     return "bf16" if native else "fp32"
 
