@@ -200,13 +200,7 @@ def test_credentials_never_reach_logs_or_results(tmp_path, monkeypatch, capsys, 
     train.write_text(
         "".join(json.dumps({"src": f"house {i} red", "trg": f"Haus {i}"}) + "\n" for i in range(5))
     )
-    for var in (
-        es_backend.ENV_URL,
-        es_backend.ENV_USER,
-        es_backend.ENV_PASSWORD,
-        es_backend.ENV_API_KEY,
-        es_backend.ENV_CA,
-    ):
+    for var in es_backend.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     auth = "Basic " + base64.b64encode(b"elastic:s3cr3t-pw").decode()
     caplog.set_level(logging.DEBUG)

@@ -67,13 +67,7 @@ def task(tmp_path):
 
 @pytest.fixture
 def es_env(monkeypatch):
-    for var in (
-        es_backend.ENV_URL,
-        es_backend.ENV_USER,
-        es_backend.ENV_PASSWORD,
-        es_backend.ENV_API_KEY,
-        es_backend.ENV_CA,
-    ):
+    for var in es_backend.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 

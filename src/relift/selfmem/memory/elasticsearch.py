@@ -33,6 +33,7 @@ ENV_URL, ENV_USER, ENV_PASSWORD, ENV_API_KEY, ENV_CA = (
     "RELIFT_ES_API_KEY",
     "RELIFT_ES_CA_CERTS",
 )
+ENV_VARS = (ENV_URL, ENV_USER, ENV_PASSWORD, ENV_API_KEY, ENV_CA)  # where credentials come from
 
 
 def _redact(text: str) -> str:
