@@ -12,6 +12,7 @@ import pytest
 from helpers import make_mo, make_wheel  # noqa: E402
 
 from relift.data import translation_memory as tm
+from relift.data import wheels
 from relift.io import InputError
 
 MO_ENTRIES = {
@@ -306,7 +307,7 @@ def test_download_runs_pip_and_writes_manifest(tmp_path, monkeypatch):
             (dest / f"{name}-{version}-py3-none-any.whl").write_bytes(pin.encode())
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(tm.subprocess, "run", fake_run)
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
     tm.main(["download", "--out-dir", str(tmp_path / "wheels"), "--pins", "a==1", "b==2"])
     assert calls == [
         [
@@ -329,7 +330,7 @@ def test_download_runs_pip_and_writes_manifest(tmp_path, monkeypatch):
         "a-1-py3-none-any.whl",
         "b-2-py3-none-any.whl",
     ]
-    assert manifest["wheels"][0]["sha256"] == tm.sha256(
+    assert manifest["wheels"][0]["sha256"] == wheels.sha256(
         tmp_path / "wheels" / "a-1-py3-none-any.whl"
     )
     assert sorted(os.listdir(tmp_path)) == ["wheels"]
@@ -340,7 +341,7 @@ def test_download_failure_leaves_nothing(tmp_path, monkeypatch):
         (Path(cmd[cmd.index("-d") + 1]) / "half.whl").write_bytes(b"x")
         return subprocess.CompletedProcess(cmd, 1)
 
-    monkeypatch.setattr(tm.subprocess, "run", fake_run)
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
     with pytest.raises(InputError, match="pip download failed"):
         tm.download(tmp_path / "wheels", ["a==1"])
     assert os.listdir(tmp_path) == []

