@@ -169,6 +169,7 @@ def test_baseline_cli_trains_the_bias_from_the_unigram_start(world, tmp_path):
         )
     info = {n: json.loads((tmp_path / n / "train_info.json").read_text()) for n in "bp"}
     assert info["b"]["output_bias"] is True and info["p"]["output_bias"] is False
+    assert info["b"]["steps"] == info["b"]["args"]["max_steps"] == 1  # what ran, recorded
     start = {n: info[n]["start_eval"]["dev_bits_per_byte"] for n in "bp"}
     assert start["b"] < start["p"] - 0.1  # the unigram start, against uniform (tiny corpus)
     tok, wins = windows_of(world)

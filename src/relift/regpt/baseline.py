@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
             "output_bias": args.output_bias,
             "start_eval": start_eval,
             "last_eval": res.last_metrics,
-            "args": args_record(args),
+            # the step count this run computed, not the flag's placeholder
+            "args": {**args_record(args), "max_steps": cfg.max_steps},
         }
 
         def write(tmp):
