@@ -23,18 +23,9 @@ REGPT = config["regpt"]
 
 
 # the shared training loop (relift.train): code inputs of every training rule
-TRAIN_LOOP = [
-    f"train/{m}.py"
-    for m in (
-        "config",
-        "optimizer",
-        "batches",
-        "runtime",
-        "checkpoint",
-        "metrics",
-        "loop",
-    )
-]
+TRAIN_LOOP = sorted(
+    f"train/{p.name}" for p in (SRC / "train").glob("*.py") if p.name != "__init__.py"
+)
 
 
 def code(*modules):
