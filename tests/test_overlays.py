@@ -9,6 +9,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, snakemake
 
 GERMAN_MEMORY_RULES = {"tm_wheels", "tm_corpus"}
@@ -57,6 +58,7 @@ def test_default_task_plans_the_german_memory(tmp_path):
     assert jobs["selfmem_memory"] == 1
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_french_task_plans_no_german_memory(tmp_path):
     """An overlay that defines only a French task: no wheel download, no tm_corpus, no tm_ende
     job, and the French task's whole DAG."""
@@ -71,6 +73,7 @@ def test_french_task_plans_no_german_memory(tmp_path):
     assert "results/selfmem/en_fr/report/comparison.html" in out
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_null_removes_the_default_task(tmp_path):
     """`tm_ende: null` removes the default task from the map (validated, nothing planned for
     it); run_tasks naming a removed task stops the run with a message naming it."""
@@ -100,6 +103,7 @@ USER_DOCS = [
 ]
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_user_corpus_survives_preprocessing(tmp_path):
     """A user corpus (source: files) with brackets, code and WikiText-like `@-@` goes through
     the workflow's preprocessing job byte for byte, apart from the documented normalisation:
@@ -144,6 +148,7 @@ def preprocess_commands(workdir: Path, configfiles) -> list[str]:
     return [ln for ln in (r.stdout + r.stderr).splitlines() if "relift.regpt.preprocess" in ln]
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_cleanups_follow_the_data_source(tmp_path):
     """sotu drops its bracketed notes; config/paper-regpt.yaml (WikiText-103 TSV) undoes the
     WikiText artifacts and keeps brackets; user files get neither unless asked for."""
@@ -265,6 +270,7 @@ def test_paper_loop_overlay_needs_the_part1_overlay(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
     """README, "Your own data": targets before --configfile, or the file list ended with `--`;
     a target after --configfile is read as one more config file."""
@@ -286,6 +292,7 @@ def test_overlay_with_a_target_as_the_readme_shows(tmp_path):
     assert r.returncode != 0 and "FileNotFoundError" in r.stdout + r.stderr
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_scratch_selector_encoder_is_planned_per_task_and_seed(tmp_path):
     """selector.encoder: scratch adds one encoder job per task and seed, built over the task's
     tokenizer and handed to the selector; the default (minilm) plans none."""

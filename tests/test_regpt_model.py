@@ -466,6 +466,7 @@ def test_clis_end_to_end(world, tmp_path):
     assert (out / "c.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_cli_errors_are_one_line(world, tmp_path):
     import subprocess
     import sys

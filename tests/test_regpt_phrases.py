@@ -198,6 +198,7 @@ def test_encode_matches_plain_mean_pooling_and_dedup():
     np.testing.assert_allclose(norms, 1.0, atol=1e-6)
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_embed_cli_and_bad_encoder(tmp_path):
     np.save(tmp_path / "phrases.npy", np.array(["<unk>", " the", " of the", " army"]))
     r = run_module(
@@ -270,6 +271,7 @@ def test_self_first_with_duplicates():
     assert len(set(ids[2])) == 3
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_negatives_cli_tsv_and_sidecar(tmp_path):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((40, 8)).astype(np.float32)

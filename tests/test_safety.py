@@ -153,6 +153,7 @@ selfmem:
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_a_job_with_such_values_really_runs(tmp_path):
     """And for real: the BM25 memory of a task whose files and field names hold spaces, quotes
     and `;` is built, and nothing else runs."""

@@ -38,6 +38,7 @@ def write(path: Path, lines) -> Path:
     return path
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_equals_sacrebleu_cli(tmp_path):
     hyp, ref = write(tmp_path / "hyp", HYPS), write(tmp_path / "ref", REFS)
     if FIXTURE.is_dir():  # real text as well: 80 released hypotheses
@@ -81,6 +82,7 @@ def test_equals_sacrebleu_cli(tmp_path):
     assert "tok:13a" in ours["bleu"]["signature"] and "nw:2" in ours["chrf"]["signature"]
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 @pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"released Selfmem outputs not found at {FIXTURE}")
 def test_reproduces_released_bleu_table(capsys):
     expected = {

@@ -275,6 +275,7 @@ def _short(job) -> tuple:
     return (job[0], wc.get("variant"), k, wc.get("beam"))
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_iteration_k_reads_iteration_k_minus_1_and_more_iterations_only_add_jobs(tmp_path):
     jobs2 = _dry_run(tmp_path, 2)
     producer = {o: job for job, (_, outs) in jobs2.items() for o in outs}

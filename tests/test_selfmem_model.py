@@ -448,6 +448,7 @@ def _chrf_with(g, src, memories, trg):
     return score(hyps, trg, ["chrf"])["chrf"]["score"]
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 @pytest.mark.parametrize("copy", [False, True], ids=["plain", "copy_head"])
 def test_generator_reads_its_memory(tok, copy):
     """Trained briefly, a joint generator scores far higher (chrF++) with the reference as memory

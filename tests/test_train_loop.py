@@ -271,6 +271,7 @@ def test_best_tracking_and_early_stopping(tmp_path):
     )
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_cli_resume_after_interruption_equals_uninterrupted_run(tmp_path_factory):
     """Stage-1 CLI: run in a subprocess that stops after step 3's checkpoint, rerun, compare
     the final weights with an uninterrupted run."""
@@ -467,6 +468,7 @@ def zero2_runs(tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
 def test_deepspeed_zero2_on_cpu(zero2_runs):
     """ZeRO stage 2 through Accelerate's DeepSpeed plugin, on CPU (config/zero2.json, the file
     the README tells cluster users to name): the loss falls, and the checkpoints are
