@@ -141,6 +141,13 @@ def test_table_cli(tmp_path):
     assert "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)" in {
         r["label"] for r in t["rows"]
     }
+    # generator and loop rows are also tested against the fuzzy-match switch; baselines are not
+    switch = next(r for r in t["rows"] if r["label"].startswith("fuzzy-match switch"))
+    assert "p_vs_switch" not in switch and "p_vs_switch" not in copy
+    orc_loop = next(r for r in loop if r["split"] == "dev")  # the reference itself on dev
+    assert orc_loop["delta_vs_switch"] > 0 and orc_loop["p_vs_switch"] < 0.05
+    assert 0 <= rows[("test", "joint + BM25 memory")]["p_vs_switch"] <= 1
+    assert "p_vs_switch" in out["html"].read_text()
     assert "COLLAPSE" in out["html"].read_text()
     assert out["csv"].read_text().splitlines()[0].startswith("split,label,kind,seeds,bleu")
     # a row with the wrong number of lines is a clear error

@@ -106,6 +106,9 @@ def _mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+SWITCH_LABEL = "fuzzy-match switch"
+
+
 def build_table(args: argparse.Namespace) -> dict:
     """Every row holds one output list per training seed (a ``--row``/``--loop`` file field
     lists the seeds' files separated by ';'). Scores are the mean (and sd) over seeds; the
@@ -162,7 +165,7 @@ def build_table(args: argparse.Namespace) -> dict:
                 f"{used['dev']}/{len(refs['dev'])} dev, {used['test']}/{len(refs['test'])} test"
             )
         add(
-            "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)",
+            SWITCH_LABEL + " (BM25 memory if match ≥ t, else vanilla)",
             "baseline",
             hyps,
             note="; ".join(
@@ -204,6 +207,7 @@ def build_table(args: argparse.Namespace) -> dict:
     if ref_row is None:
         raise InputError(f"--reference names no row: {args.reference!r}")
 
+    switch_row = next((r for r in rows if r["label"].startswith(SWITCH_LABEL)), None)
     out_rows = []
     for r in rows:
         for s in SPLITS:
@@ -232,6 +236,12 @@ def build_table(args: argparse.Namespace) -> dict:
             if r is not ref_row:
                 bs = paired_bootstrap(runs, ref_row["hyps"][s], refs[s], args.resamples, args.seed)
                 rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
+            if switch_row is not None and r["kind"] in ("generator", "loop"):
+                # Selfmem is meaningful only where it also beats the classical baseline
+                bs = paired_bootstrap(
+                    runs, switch_row["hyps"][s], refs[s], args.resamples, args.seed
+                )
+                rec |= {"delta_vs_switch": bs["delta"], "p_vs_switch": bs["p_value"]}
             out_rows.append(rec)
     return {
         "task": args.task,
@@ -258,6 +268,8 @@ FIELDS = (
     "delta_vs_ref",
     "p_value",
     "ci95",
+    "delta_vs_switch",
+    "p_vs_switch",
     "note",
 )
 
@@ -286,13 +298,14 @@ def to_html(table: dict) -> str:
         f"<b>{e(table['reference_row'])}</b>; p is one-sided for 'row better'. ORACLE rows use "
         "the reference and are diagnostics, not results. Training seeds: "
         f"{table.get('seeds', 1)} (BLEU and chrF are means, sd over seeds; the bootstrap "
-        "resamples test items with the seeds pooled).</p>"
+        "resamples test items with the seeds pooled). delta_vs_switch and p_vs_switch: the "
+        "same test of every generator and loop row against the fuzzy-match switch.</p>"
     )
     for s in SPLITS:
         parts.append(f"<h3>{s}</h3><table border='1' cellpadding='3'><tr>")
         cols = ("label", "bleu", "bleu_sd", "chrf", "distinct", "equals_bm25_memory")
         cols += ("delta_vs_ref",)
-        cols += ("p_value", "ci95", "note")
+        cols += ("p_value", "ci95", "delta_vs_switch", "p_vs_switch", "note")
         parts.append("".join(f"<th>{c}</th>" for c in cols) + "</tr>")
         for r in table["rows"]:
             if r["split"] != s:
