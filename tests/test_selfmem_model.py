@@ -531,3 +531,41 @@ def test_fast_beam_search_equals_plain_beam_search(tok, monkeypatch, arch, copy)
     assert [[t for t, _ in r] for r in fast] == [[t for t, _ in r] for r in plain]
     for a, b in zip(fast, plain, strict=True):
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+
+
+def test_plan_batches_sorts_by_source_length_and_keeps_the_budget():
+    src = [9, 1, 5, 3, 7, 2, 8, 4]
+    inp = [s * 2 for s in src]
+    fixed = candidates.plan_batches(src, inp, batch_size=3)
+    assert fixed == [[1, 5, 3], [7, 2, 4], [6, 0]]  # shortest sources first, 3 per batch
+    budget = candidates.plan_batches(src, inp, batch_size=3, batch_tokens=24)
+    assert sorted(i for b in budget for i in b) == list(range(8))
+    for b in budget:  # inputs x the longest encoder input stays within the budget
+        assert len(b) == 1 or len(b) * max(inp[i] for i in b) <= 24
+    assert [len(b) for b in budget] == [
+        3,
+        2,
+        1,
+        1,
+        1,
+    ]  # short inputs share a batch, long ones split
+    # a single input over the budget still gets its own batch; at most 4 x batch_size inputs
+    assert candidates.plan_batches([50], [50], 2, batch_tokens=10) == [[0]]
+    assert max(len(b) for b in candidates.plan_batches([1] * 20, [1] * 20, 2, 1000)) == 8
+
+
+def test_candidates_do_not_depend_on_the_batch_plan(tok):
+    """Input order comes back whatever the batches: fixed, token budget, one input at a time."""
+    g = gen(tok, "joint", max_target_length=12)  # ratio 0 below: the same output budget
+    srcs = ["Save the file", "Open the window now", "Close", "Print all pages of it", "Undo"]
+    mems = ["Datei speichern", "Öffnen", "Schließen", "Drucken", "Rückgängig"]
+    runs = [
+        candidates.generate_candidates(
+            g, srcs, mems, 2, 2, bs, max_length_ratio=0, log_every=0, batch_tokens=bt
+        )
+        for bs, bt in [(5, 0), (2, 0), (1, 0), (2, 12)]
+    ]
+    for r in runs[1:]:
+        assert [c for c, _ in r] == [c for c, _ in runs[0]]
+        for (_, a), (_, b) in zip(r, runs[0], strict=True):
+            assert a == pytest.approx(b, abs=1e-4)
