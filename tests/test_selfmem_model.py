@@ -542,13 +542,8 @@ def test_plan_batches_sorts_by_source_length_and_keeps_the_budget():
     assert sorted(i for b in budget for i in b) == list(range(8))
     for b in budget:  # inputs x the longest encoder input stays within the budget
         assert len(b) == 1 or len(b) * max(inp[i] for i in b) <= 24
-    assert [len(b) for b in budget] == [
-        3,
-        2,
-        1,
-        1,
-        1,
-    ]  # short inputs share a batch, long ones split
+    # short inputs share a batch, long ones split
+    assert [len(b) for b in budget] == [3, 2, 1, 1, 1]
     # a single input over the budget still gets its own batch; at most 4 x batch_size inputs
     assert candidates.plan_batches([50], [50], 2, batch_tokens=10) == [[0]]
     assert max(len(b) for b in candidates.plan_batches([1] * 20, [1] * 20, 2, 1000)) == 8

@@ -94,8 +94,9 @@ def generate_candidates(
             [memories[i] for i in idx] if memories is not None else None,
             num_beams=num_beams,
             num_return_sequences=num_return_sequences,
+            # the source lengths are known: the batch's budget without tokenising it again
+            max_new_tokens=gen.output_budget(max(src_len[i] for i in idx), max_length_ratio),
             length_penalty=length_penalty,
-            max_length_ratio=max_length_ratio,
         )
         for i, r in zip(idx, res, strict=True):
             out[i] = ([one_line(t) for t, _ in r], [float(sc) for _, sc in r])

@@ -341,13 +341,19 @@ class Generator:
         )
         return [" ".join(t.split()) for t in texts]
 
+    def output_budget(self, longest: int, ratio: float = 2.0, extra: int = 10) -> int:
+        """Output budget of a batch whose longest source has ``longest`` tokens: ``ratio`` x
+        ``longest`` + ``extra``, at most ``max_target_length`` + 1 (an untrained model never
+        stops by itself); ``ratio`` 0: always that cap."""
+        cap = self.spec.max_target_length + 1
+        return max(1, min(cap, int(ratio * longest) + extra)) if ratio > 0 else cap
+
     def max_new_tokens_for(self, sources: list[str], ratio: float = 2.0, extra: int = 10) -> int:
-        """Output budget of a batch: ``ratio`` x its longest source (in tokens) + ``extra``, at
-        most ``max_target_length`` + 1 (an untrained model never stops by itself)."""
-        longest = max(
-            len(x) for x in self.tokenizer(sources, add_special_tokens=False)["input_ids"]
-        )
-        return max(1, min(self.spec.max_target_length + 1, int(ratio * longest) + extra))
+        """:meth:`output_budget` of a batch of sources (tokenised here)."""
+        if ratio <= 0:
+            return self.output_budget(0, ratio, extra)
+        ids = self.tokenizer(sources, add_special_tokens=False)["input_ids"]
+        return self.output_budget(max(len(x) for x in ids), ratio, extra)
 
     @torch.no_grad()
     def generate(
@@ -370,11 +376,7 @@ class Generator:
                 f"num_return_sequences ({num_return_sequences}) exceeds num_beams ({num_beams})"
             )
         if max_new_tokens is None:
-            max_new_tokens = (
-                self.max_new_tokens_for(sources, max_length_ratio)
-                if max_length_ratio > 0
-                else self.spec.max_target_length + 1
-            )
+            max_new_tokens = self.max_new_tokens_for(sources, max_length_ratio)
         self.model.eval()
         enc = {k: v.to(self.device) for k, v in self.encode_inputs(sources, memories).items()}
         out = self.model.generate(
