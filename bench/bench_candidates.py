@@ -4,7 +4,7 @@
         [--data results/data/tm/dev.jsonl] [--memory results/selfmem/tm_ende/memory/dev.txt]
         [--n 200] [--num-beams 4] [--batch-size 16]
 
-relift (``relift.selfmem.candidates.generate_candidates``): inputs sorted by length so that a
+relift (``relift.selfmem.generator.candidates.generate_candidates``): inputs sorted by length so that a
 batch pads little, a per-batch token budget from the source length, a beam-search cache that
 does not reorder the cross-attention keys/values (shared by the beams of one input), the copy
 head's keys computed once per call, bf16 on CUDA. The baseline is
@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from relift.encoders import pick_device
-from relift.selfmem.candidates import generate_candidates, input_lengths
+from relift.selfmem.generator.candidates import generate_candidates, input_lengths
 from relift.selfmem.data import load_memory, load_split, one_line
-from relift.selfmem.model import Generator
+from relift.selfmem.generator.model import Generator
 
 ANCHOR_SENT_PER_S = 53.0
 
@@ -35,7 +35,7 @@ def plain_hf_generate(gen, src, mem, k: int, batch_size: int) -> list:
     """The baseline: batches in input order, transformers' ``generate`` with its own cache
     handling (every layer's cross-attention cache reordered at every step), the copy head's keys
     recomputed at every step, and the generator's fixed ``max_target_length`` budget."""
-    from relift.selfmem.model import CopyMBartForConditionalGeneration
+    from relift.selfmem.generator.model import CopyMBartForConditionalGeneration
 
     CopyMBartForConditionalGeneration.cache_copy_keys = False
     gen.model.eval()

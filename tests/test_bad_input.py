@@ -140,7 +140,7 @@ def case_hyp_ref_count_mismatch(tmp):
 
 
 def case_pools_data_count_mismatch(tmp):
-    from relift.selfmem import loop
+    from relift.selfmem.loop import run as loop
 
     data = jsonl(tmp / "dev.jsonl", GOOD[:3])
     cands = jsonl(tmp / "cands.jsonl", [{"id": i, "candidates": ["a", "b"]} for i in range(2)])
@@ -243,7 +243,7 @@ def case_vocab_smaller_than_specials(tmp):
 
 
 def case_selfmem_vocab_too_small(tmp):
-    from relift.selfmem import tokenizer
+    from relift.selfmem.generator import tokenizer
 
     train = jsonl(tmp / "train.jsonl", GOOD)
     return (
@@ -275,13 +275,13 @@ def case_regpt_checkpoint_other_size(tmp):
 
 
 def case_generator_checkpoint_other_size(tmp):
-    from relift.selfmem import loop
-    from relift.selfmem.model import GeneratorSpec, ModelSize
-    from relift.selfmem.tokenizer import train_bpe
+    from relift.selfmem.generator.model import GeneratorSpec, ModelSize
+    from relift.selfmem.generator.tokenizer import train_bpe
+    from relift.selfmem.loop import run as loop
 
     tok = train_bpe([r["src"] for r in GOOD] + [r["trg"] for r in GOOD], 300, 1)
     spec = GeneratorSpec(arch="joint")
-    from relift.selfmem.model import Generator
+    from relift.selfmem.generator.model import Generator
 
     Generator.from_scratch(
         tok,
@@ -407,7 +407,7 @@ def select_argv(tmp: Path, beam_b: int, budget: int = 0) -> list[str]:
 
 
 def case_topb_over_candidates(tmp):
-    from relift.selfmem import loop
+    from relift.selfmem.loop import run as loop
 
     return (
         loop.main,
@@ -417,7 +417,7 @@ def case_topb_over_candidates(tmp):
 
 
 def case_memory_budget_below_one_token(tmp):
-    from relift.selfmem import loop
+    from relift.selfmem.loop import run as loop
 
     return loop.main, select_argv(tmp, beam_b=1, budget=-1), ["--budget -1", "at least 1 token"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from relift.io import InputError, run_cli
 from relift.score import diversity, paired_bootstrap, score
-from relift.selfmem import compare
+from relift.selfmem.evaluation import compare
 
 REFS = [
     "der Hund läuft schnell nach Hause",

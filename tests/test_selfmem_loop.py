@@ -12,9 +12,10 @@ import pytest
 from helpers import ROOT, SNAKEMAKE, overlay
 
 from relift.io import InputError, run_cli
-from relift.selfmem import formats, loop, oracle
-from relift.selfmem.formats import Beam
-from relift.selfmem.topb import TokenCounter, combine_memory, select_topb
+from relift.selfmem.loop import formats, oracle
+from relift.selfmem.loop import run as loop
+from relift.selfmem.loop.formats import Beam
+from relift.selfmem.loop.topb import TokenCounter, combine_memory, select_topb
 
 
 # --------------------------------------------------------------------------- Top-B
@@ -362,7 +363,7 @@ def test_report_picks_the_iteration_on_dev_and_labels_the_oracle(tmp_path):
     import csv
 
     from relift.score import score
-    from relift.selfmem import report
+    from relift.selfmem.evaluation import report
 
     refs = ["a b c d", "e f g h"]
     hyp_by = {  # (variant, k) -> dev hypotheses quality; test prefers another iteration

@@ -11,10 +11,11 @@ import torch
 from test_selfmem_memory import PAIRS, QUERIES, write_split  # noqa: E402
 
 from relift.io import run_cli
-from relift.selfmem import candidates, train_generator
-from relift.selfmem import tokenizer as sm_tokenizer
 from relift.selfmem.data import load_split
-from relift.selfmem.model import (
+from relift.selfmem.generator import candidates
+from relift.selfmem.generator import tokenizer as sm_tokenizer
+from relift.selfmem.generator import train as train_generator
+from relift.selfmem.generator.model import (
     DualBartForConditionalGeneration,
     Generator,
     GeneratorSpec,
@@ -466,7 +467,7 @@ def test_generator_reads_its_memory(tok, copy):
 
 
 def test_copy_head_is_a_distribution_and_round_trips(tok, tmp_path):
-    from relift.selfmem.model import CopyMBartForConditionalGeneration
+    from relift.selfmem.generator.model import CopyMBartForConditionalGeneration
 
     size = ModelSize(32, 1, 1, 2, 64, 0.0, 0.0, pre_ln=True, copy=True)
     g = Generator.from_scratch(tok, GeneratorSpec(arch="joint"), size, seed=0)
@@ -491,8 +492,8 @@ def test_fast_beam_search_equals_plain_beam_search(tok, monkeypatch, arch, copy)
     computed once per call: the same candidates and scores as transformers' plain beam search."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-    import relift.selfmem.model as M
-    import relift.selfmem.model_copy as MC
+    import relift.selfmem.generator.copy_head as MC
+    import relift.selfmem.generator.model as M
 
     size = ModelSize(32, 1, 1, 2, 64, 0.0, 0.0, pre_ln=arch != "dual", copy=copy)
     g = Generator.from_scratch(tok, GeneratorSpec(arch=arch), size, seed=0)

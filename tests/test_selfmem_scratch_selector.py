@@ -11,10 +11,10 @@ import torch
 from helpers import write_jsonl
 
 from relift.io import InputError, run_cli
-from relift.selfmem import scratch_encoder as se
-from relift.selfmem import selector as sel
-from relift.selfmem import selector_model as selm
-from relift.selfmem.formats import read_scores
+from relift.selfmem.loop.formats import read_scores
+from relift.selfmem.selector import cli as sel
+from relift.selfmem.selector import model as selm
+from relift.selfmem.selector import scratch_encoder as se
 
 EN = [f"the file number {i} was not found on the server" for i in range(12)]
 FR = [f"le fichier numéro {i} est introuvable sur le serveur, déjà supprimé" for i in range(12)]
@@ -23,7 +23,7 @@ FR = [f"le fichier numéro {i} est introuvable sur le serveur, déjà supprimé"
 @pytest.fixture(scope="module")
 def task_tokenizer(tmp_path_factory):
     """The task's generator tokenizer: relift's joint byte-level BPE over both sides."""
-    from relift.selfmem.tokenizer import train_bpe
+    from relift.selfmem.generator.tokenizer import train_bpe
 
     folder = tmp_path_factory.mktemp("tok") / "tokenizer"
     train_bpe(EN + FR, vocab_size=300, min_frequency=1).save_pretrained(str(folder))

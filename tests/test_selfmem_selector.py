@@ -11,10 +11,10 @@ import torch
 from helpers import write_jsonl
 
 from relift.io import run_cli
-from relift.selfmem import selector as sel
-from relift.selfmem import selector_model as selm
-from relift.selfmem.formats import read_scores
-from relift.selfmem.oracle import delta_scores
+from relift.selfmem.loop.formats import read_scores
+from relift.selfmem.loop.oracle import delta_scores
+from relift.selfmem.selector import cli as sel
+from relift.selfmem.selector import model as selm
 
 
 def test_minmax_normalises_each_pool_and_zeroes_a_constant_pool():

@@ -22,15 +22,13 @@ TM_DATA = config["data"]["translation_memory"]
 REGPT = config["regpt"]
 
 
-# the shared training loop (relift.train): code inputs of every training rule
-TRAIN_LOOP = sorted(
-    f"train/{p.name}" for p in (SRC / "train").glob("*.py") if p.name != "__init__.py"
-)
+from relift.codedeps import module_files
 
 
-def code(*modules):
-    """Module files a rule runs, declared as inputs so that code changes rerun the rule."""
-    return [str(SRC / m) for m in modules]
+def code_of(*modules):
+    """The files of the modules a rule runs and of every relift module they import
+    (relift.codedeps), declared as inputs so that a code change reruns exactly its rules."""
+    return sorted({str(SRC / f) for m in modules for f in module_files(m)})
 
 
 def lm_split(wildcards):

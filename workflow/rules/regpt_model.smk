@@ -58,12 +58,7 @@ use rule regpt_stage1 as regpt_stage2 with:
 rule regpt_baseline:
     """Token-level LlamaForCausalLM of the same backbone, as many training tokens as ReGPT."""
     input:
-        code(
-            "regpt/baseline.py",
-            "regpt/token_lm.py",
-            "regpt/tokenizer.py",
-            *REGPT_TRAIN_CODE,
-        ),
+        code_of("relift.launch", "relift.regpt.baseline"),
         train="results/regpt/data/train",
         dev="results/regpt/data/dev",
         regpt="results/regpt/stage2",
@@ -96,14 +91,7 @@ rule regpt_evaluate:
     """Held-out next-phrase accuracy (full table), exact log-likelihood and bits per byte."""
     input:
         unpack(regpt_eval_inputs),
-        code(
-            "regpt/evaluate.py",
-            "regpt/model.py",
-            "regpt/token_lm.py",
-            "regpt/data.py",
-            "regpt/losses.py",
-            "regpt/floors.py",
-        ),
+        code_of("relift.regpt.evaluate"),
         model="results/regpt/{run}",
         split=f"results/regpt/data/{REGPT['evaluate']['split']}",
         train="results/regpt/data/train",
@@ -143,13 +131,7 @@ rule regpt_generate:
     KV-cached; ReGPT scores the whole table): speed, diversity, cross-scored bits per byte.
     """
     input:
-        code(
-            "regpt/generate.py",
-            "regpt/model.py",
-            "regpt/token_lm.py",
-            "regpt/data.py",
-            "regpt/evaluate.py",
-        ),
+        code_of("relift.regpt.generate"),
         model="results/regpt/stage2",
         baseline="results/regpt/baseline",
         embeddings="results/regpt/phrases_embeddings.npy",
@@ -201,7 +183,7 @@ rule regpt_report:
     """Evaluation table with the n-gram floors, loss curves, and dev learning curves (bits per
     byte against training seconds and bytes) of stage 1, stage 2 and the baseline."""
     input:
-        code("regpt/report.py"),
+        code_of("relift.regpt.report"),
         evals=expand(
             "results/regpt/eval/{run}.json", run=["stage1", "stage2", "baseline"]
         ),

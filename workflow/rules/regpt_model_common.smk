@@ -1,21 +1,11 @@
 # Helpers of workflow/rules/regpt_model.smk (config sections -> settings JSON and flags, targets).
 REGPT_MODEL = REGPT["model"]
-# the training code of the ReGPT stages and the baseline (declared inputs: a change reruns them)
-REGPT_TRAIN_CODE = [
-    "regpt/train.py",
-    "regpt/settings.py",
-    "regpt/model.py",
-    "regpt/losses.py",
-    "regpt/data.py",
-    "regpt/evaluate.py",
-    *TRAIN_LOOP,
-]
 
 
 def regpt_stage_inputs(start):
     """Inputs of a ReGPT training stage; ``start``: the tokenizer (stage 1) or the stage-1 model."""
     return {
-        "code": code(*REGPT_TRAIN_CODE),
+        "code": code_of("relift.launch", "relift.regpt.train"),
         "start": start,
         "train": "results/regpt/data/train",
         "dev": "results/regpt/data/dev",

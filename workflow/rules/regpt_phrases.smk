@@ -4,7 +4,7 @@
 rule regpt_preprocess:
     """Sentence chunks of at most max_words words, length-sorted Arrow dataset per split."""
     input:
-        code("regpt/preprocess.py"),
+        code_of("relift.regpt.preprocess"),
         corpus=lm_split,
     output:
         directory("results/regpt/data/{split}"),
@@ -28,7 +28,7 @@ rule regpt_preprocess:
 rule regpt_tokenizer:
     """Retrain a Llama-family tokenizer into a phrase tokenizer (BPE across words)."""
     input:
-        code("regpt/tokenizer.py"),
+        code_of("relift.regpt.tokenizer"),
         train="results/regpt/data/train",
     output:
         directory("results/regpt/tokenizer"),
@@ -52,7 +52,7 @@ rule regpt_tokenizer:
 rule regpt_phrases:
     """phrases.npy: entry i is the text of phrase id i."""
     input:
-        code("regpt/phrases.py"),
+        code_of("relift.regpt.phrases"),
         tokenizer="results/regpt/tokenizer",
     output:
         "results/regpt/phrases.npy",
@@ -68,7 +68,7 @@ rule regpt_phrases:
 rule regpt_embeddings:
     """Raw and L2-normalised phrase embeddings from a mean-pooled encoder."""
     input:
-        code("regpt/embed.py", "encoders.py"),
+        code_of("relift.regpt.embed"),
         phrases="results/regpt/phrases.npy",
     output:
         raw="results/regpt/phrases_embeddings.npy",
@@ -99,7 +99,7 @@ rule regpt_embeddings:
 rule regpt_negatives:
     """Hard-negative pool: exact top-depth cosine neighbours of every phrase (itself included)."""
     input:
-        code("regpt/negatives.py"),
+        code_of("relift.regpt.negatives"),
         embeddings="results/regpt/phrases_embeddings_normalized.npy",
         phrases="results/regpt/phrases.npy",
     output:

@@ -10,7 +10,7 @@ rule selfmem_memory:
     """Retrieval memory (BM25; backend bm25s or elasticsearch): the target side of each
     example's best training hit (self excluded)."""
     input:
-        code(*MEMORY_CODE, "selfmem/data.py"),
+        code_of("relift.selfmem.memory"),
         train=sm_split("train"),
         dev=sm_split("dev"),
         test=sm_split("test"),
@@ -53,7 +53,7 @@ rule selfmem_memory:
 rule selfmem_tokenizer:
     """Joint byte-level BPE over both sides of the training split (or a pretrained copy)."""
     input:
-        code("selfmem/tokenizer.py", "selfmem/data.py"),
+        code_of("relift.selfmem.generator.tokenizer"),
         train=sm_split("train"),
     output:
         directory("results/selfmem/{task}/tokenizer"),
@@ -74,7 +74,7 @@ rule selfmem_tokenizer:
         vocab_size=SELFMEM["tokenizer"]["vocab_size"],
         min_frequency=SELFMEM["tokenizer"]["min_frequency"],
     shell:
-        "RAYON_NUM_THREADS={threads} python -m relift.selfmem.tokenizer {params.source}"
+        "RAYON_NUM_THREADS={threads} python -m relift.selfmem.generator.tokenizer {params.source}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --vocab-size {params.vocab_size} --min-frequency {params.min_frequency}"
         " --output {output:q} > {log:q} 2>&1"
@@ -83,15 +83,7 @@ rule selfmem_tokenizer:
 rule selfmem_train_generator:
     """Retrieval-augmented generator (vanilla/joint/dual), best checkpoint by dev score."""
     input:
-        code(
-            "selfmem/train_generator.py",
-            "selfmem/settings.py",
-            "settings.py",
-            *GENERATOR_CODE,
-            "selfmem/data.py",
-            *TRAIN_LOOP,
-            "score.py",
-        ),
+        code_of("relift.selfmem.generator.train"),
         train=sm_split("train"),
         dev=sm_split("dev"),
         train_memory="results/selfmem/{task}/memory/train.txt",
@@ -125,7 +117,7 @@ rule selfmem_train_generator:
         arch=sm_base_arch,
         device=config["device"],
     shell:
-        "python -m relift.selfmem.train_generator --train {input.train:q} --dev {input.dev:q}"
+        "python -m relift.selfmem.generator.train --train {input.train:q} --dev {input.dev:q}"
         " {params.memory} --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --tokenizer {input.tokenizer:q} --train-hits {input.train_hits:q}"
         " --arch {params.arch} --eval-metric {params.metric} --settings {params.settings:q}"
@@ -139,7 +131,7 @@ rule selfmem_candidates:
     (selfmem_hypotheses) and the selector's training pools are the same job with other beams.
     """
     input:
-        code("selfmem/candidates.py", *GENERATOR_CODE, "selfmem/data.py"),
+        code_of("relift.selfmem.generator.candidates"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
         memory="results/selfmem/{task}/memory/{split}.txt",
@@ -169,7 +161,7 @@ rule selfmem_candidates:
         max_examples=SELFMEM_CANDIDATES["max_examples"],
         device=config["device"],
     shell:
-        "python -m relift.selfmem.candidates --generator {input.generator:q}"
+        "python -m relift.selfmem.generator.candidates --generator {input.generator:q}"
         " --data {input.data:q} --memory {input.memory:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --num-beams {params.num_beams} --num-return-sequences {params.num_return}"
@@ -196,7 +188,7 @@ use rule selfmem_candidates as selfmem_hypotheses with:
 rule selfmem_score:
     """Corpus scores of the hypotheses (BLEU/chrF++/TER, or ROUGE for summarisation)."""
     input:
-        code("score.py", "cli.py"),
+        code_of("relift.cli"),
         hyp="results/selfmem/{task}/hypotheses/{arch}/{split}.txt",
         ref=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
@@ -220,7 +212,7 @@ rule selfmem_score:
 
 use rule selfmem_score as selfmem_memory_score with:
     input:
-        code("score.py", "cli.py"),
+        code_of("relift.cli"),
         hyp="results/selfmem/{task}/memory/{split}.txt",
         ref=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:

@@ -41,20 +41,6 @@ SELFMEM_ARCHS = [sm_seeded(a, s) for a in SELFMEM_BASE_ARCHS for s in SELFMEM_SE
 SEED_SUFFIX_RE = r"(\.s[0-9]+)?"
 SELFMEM_ARCH_RE = f"(vanilla|joint|dual){SEED_SUFFIX_RE}"
 SELFMEM_GENERATOR = SELFMEM["generator"]
-# module files of the generator model (declared as inputs with code())
-GENERATOR_CODE = (
-    "selfmem/model.py",
-    "selfmem/model_common.py",
-    "selfmem/model_copy.py",
-    "selfmem/model_dual.py",
-)
-# module files of the memory CLI and its backends (declared as inputs with code())
-MEMORY_CODE = (
-    "selfmem/memory/__init__.py",
-    "selfmem/memory/cli.py",
-    "selfmem/memory/bm25s.py",
-    "selfmem/memory/elasticsearch.py",
-)
 SELFMEM_CANDIDATES = SELFMEM["candidates"]
 SELFMEM_HYPOTHESES = SELFMEM["hypotheses"]
 

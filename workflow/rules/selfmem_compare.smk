@@ -8,7 +8,7 @@ include: "selfmem_compare_common.smk"
 rule selfmem_loop_report:
     """Per task: scores per iteration (BM25 memory, self memory, Top-B, augment, ORACLE)."""
     input:
-        code("selfmem/report.py"),
+        code_of("relift.selfmem.evaluation.report"),
         sm_loop_report_inputs,
     output:
         table=report(
@@ -46,7 +46,7 @@ rule selfmem_loop_report:
         iterations=SELFMEM_LOOP["iterations"],
         metric=sm_opt("metric"),
     shell:
-        "python -m relift.selfmem.report --root results/selfmem/{wildcards.task:q}"
+        "python -m relift.selfmem.evaluation.report --root results/selfmem/{wildcards.task:q}"
         " --task {wildcards.task:q} --archs {params.archs} --variants {params.variants}"
         " --iterations {params.iterations} --metric {params.metric}"
         " --output-csv {output.table:q} --output-html {output.html:q}"
@@ -57,7 +57,7 @@ rule selfmem_memory_use:
     """Does the generator read its memory? Decodes with the empty memory and with the
     reference as memory (ORACLE: a diagnostic, never a result)."""
     input:
-        code("selfmem/compare.py", "selfmem/candidates.py", *GENERATOR_CODE),
+        code_of("relift.selfmem.evaluation.compare"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
     output:
@@ -84,7 +84,7 @@ rule selfmem_memory_use:
         batch_size=SELFMEM_HYPOTHESES["batch_size"],
         device=config["device"],
     shell:
-        "python -m relift.selfmem.compare memory-use --generator {input.generator:q}"
+        "python -m relift.selfmem.evaluation.compare memory-use --generator {input.generator:q}"
         " --data {input.data:q} --src-field {params.src_field:q}"
         " --trg-field {params.trg_field:q} --num-beams {params.num_beams}"
         " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
@@ -96,7 +96,7 @@ rule selfmem_compare:
     diagnostics and loop variants, with collapse flags and paired-bootstrap p-values."""
     input:
         unpack(sm_compare_inputs),
-        code("selfmem/compare.py", "score.py"),
+        code_of("relift.selfmem.evaluation.compare"),
     output:
         json="results/selfmem/{task}/report/comparison.json",
         csv=report(
@@ -118,6 +118,6 @@ rule selfmem_compare:
     params:
         args=sm_compare_args,
     shell:
-        "python -m relift.selfmem.compare table {params.args}"
+        "python -m relift.selfmem.evaluation.compare table {params.args}"
         " --output-json {output.json:q} --output-csv {output.csv:q}"
         " --output-html {output.html:q} > {log:q} 2>&1"

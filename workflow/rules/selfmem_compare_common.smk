@@ -39,7 +39,7 @@ def _sm_seed_files(arch, pattern):
 
 
 def sm_compare_args(wildcards):
-    """Rows of the comparison table (see relift.selfmem.compare); a row's files hold one
+    """Rows of the comparison table (see relift.selfmem.evaluation.compare); a row's files hold one
     alternative per seed (';'-separated), a loop row's one iteration list per seed."""
     base = f"results/selfmem/{wildcards.task}"
     task = SELFMEM_TASKS[wildcards.task]

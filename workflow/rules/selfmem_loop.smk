@@ -18,7 +18,7 @@
 rule selfmem_loop_iter0:
     """Iteration 0 = the BM25 memory: part 1's memory, candidate pool and hypotheses."""
     input:
-        code(*LOOP_CODE, "selfmem/data.py"),
+        code_of("relift.selfmem.loop.run"),
         data=sm_loop_data,
         memory=sm_loop_splits("results/selfmem/{task}/memory/{split}.txt"),
         candidates=sm_loop_splits(
@@ -52,7 +52,7 @@ rule selfmem_loop_iter0:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
     shell:
-        "python -m relift.selfmem.loop iter0 {params.files} --pool-size {params.pool_size}"
+        "python -m relift.selfmem.loop.run iter0 {params.files} --pool-size {params.pool_size}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
@@ -61,7 +61,7 @@ rule selfmem_loop_select:
     """Memory of iteration k: Top-B over iteration k-1's scored pools (replace or augment)."""
     input:
         unpack(sm_loop_prev),
-        code(*LOOP_CODE),
+        code_of("relift.selfmem.loop.run"),
     output:
         beams=sm_loop_splits("beams.{split}.jsonl", ITER),
         memory=sm_loop_splits("memory.{split}.txt", ITER),
@@ -80,7 +80,7 @@ rule selfmem_loop_select:
         mode=lambda wc: SELFMEM_VARIANTS[wc.variant]["memory_mode"],
         outputs=sm_split_args(out_beams="output.beams", out_memory="output.memory"),
     shell:
-        "python -m relift.selfmem.loop select {params.inputs} --beam-b {params.beam_b}"
+        "python -m relift.selfmem.loop.run select {params.inputs} --beam-b {params.beam_b}"
         " --memory-mode {params.mode} {params.outputs} > {log:q} 2>&1"
 
 
@@ -88,7 +88,7 @@ rule selfmem_loop_candidates:
     """Candidate pool of beam slot b: G(x, memory of slot b), beam N returning K (one job per
     slot: the B slots of an iteration run in parallel on a cluster)."""
     input:
-        code(*LOOP_CODE, "selfmem/candidates.py", *GENERATOR_CODE),
+        code_of("relift.selfmem.loop.run"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_loop_data,
         beams=sm_loop_splits("beams.{split}.jsonl", ITER),
@@ -121,7 +121,7 @@ rule selfmem_loop_candidates:
         batch_size=SELFMEM_CANDIDATES["batch_size"],
         device=config["device"],
     shell:
-        "python -m relift.selfmem.loop generate --generator {input.generator:q} {params.data}"
+        "python -m relift.selfmem.loop.run generate --generator {input.generator:q} {params.data}"
         " {params.beams} --slot {wildcards.beam} {params.outputs}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --num-beams {params.num_beams} --num-return-sequences {params.num_return}"
@@ -133,7 +133,7 @@ rule selfmem_loop_oracle_scores:
     """ORACLE scores of a pool: sentence BLEU (ROUGE mix) against the REFERENCE (the ceiling a
     selector could reach; only the oracle variants use them)."""
     input:
-        code(*LOOP_CODE),
+        code_of("relift.selfmem.loop.run"),
         data=sm_loop_data,
         candidates=sm_loop_splits("candidates.{split}.jsonl", SLOT),
     output:
@@ -156,7 +156,7 @@ rule selfmem_loop_oracle_scores:
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
     shell:
-        "python -m relift.selfmem.loop oracle-scores {params.files} --metric {params.metric}"
+        "python -m relift.selfmem.loop.run oracle-scores {params.files} --metric {params.metric}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q} > {log:q} 2>&1"
 
 
@@ -167,7 +167,7 @@ rule selfmem_loop_hypotheses:
     hypothesis and is taken from the pool instead of decoding a second time."""
     input:
         unpack(sm_loop_hyp_inputs),
-        code(*LOOP_CODE, "selfmem/candidates.py", *GENERATOR_CODE),
+        code_of("relift.selfmem.loop.run"),
     output:
         sm_loop_splits("hypotheses.{split}.txt", ITER),
     log:
@@ -188,13 +188,13 @@ rule selfmem_loop_hypotheses:
     params:
         args=sm_loop_hyp_args,
     shell:
-        "python -m relift.selfmem.loop {params.args} > {log:q} 2>&1"
+        "python -m relift.selfmem.loop.run {params.args} > {log:q} 2>&1"
 
 
 rule selfmem_loop_score:
     """Dev and test scores of iteration k: the hypotheses and the memory itself."""
     input:
-        code(*LOOP_CODE, "score.py"),
+        code_of("relift.selfmem.loop.run"),
         data=sm_loop_data,
         hyp=sm_loop_splits("hypotheses.{split}.txt", ITER),
         memory=sm_loop_splits("memory.{split}.txt", ITER),
@@ -222,5 +222,5 @@ rule selfmem_loop_score:
         trg_field=sm_opt("trg_field"),
         metrics=sm_metrics,
     shell:
-        "python -m relift.selfmem.loop score {params.files} --metrics {params.metrics}"
+        "python -m relift.selfmem.loop.run score {params.files} --metrics {params.metrics}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q} > {log:q} 2>&1"

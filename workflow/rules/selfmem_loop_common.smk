@@ -16,19 +16,6 @@ if (
     raise ValueError(
         "selfmem.selector.scratch.hidden must be a multiple of selfmem.selector.scratch.heads"
     )
-# module files of the loop's CLI and of the selector's (declared as inputs with code())
-LOOP_CODE = (
-    "selfmem/loop.py",
-    "selfmem/formats.py",
-    "selfmem/topb.py",
-    "selfmem/oracle.py",
-)
-SELECTOR_CODE = (
-    "selfmem/selector.py",
-    "selfmem/selector_model.py",
-    "selfmem/formats.py",
-    "selfmem/oracle.py",
-)
 LOOP_SPLITS = ["dev", "test"]
 # vanilla reads no memory
 LOOP_ARCHS = [a for a in SELFMEM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]

@@ -7,7 +7,7 @@ include: "selfmem_loop_common.smk"
 
 use rule selfmem_candidates as selfmem_selector_train_candidates with:
     input:
-        code("selfmem/candidates.py", *GENERATOR_CODE, "selfmem/data.py"),
+        code_of("relift.selfmem.generator.candidates"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_split("train"),
         memory="results/selfmem/{task}/memory/train.txt",
@@ -30,7 +30,7 @@ use rule selfmem_candidates as selfmem_selector_train_candidates with:
 rule selfmem_selector_scratch_encoder:
     """selector.encoder scratch: a randomly initialised encoder over the task's tokenizer."""
     input:
-        code("selfmem/scratch_encoder.py", "selfmem/tokenizer.py"),
+        code_of("relift.selfmem.selector.scratch_encoder"),
         tokenizer="results/selfmem/{task}/tokenizer",
     output:
         directory("results/selfmem/{task}/selector_encoder/scratch.s{seed}"),
@@ -48,7 +48,7 @@ rule selfmem_selector_scratch_encoder:
         intermediate=SELFMEM_SELECTOR["scratch"]["intermediate"],
         max_positions=SELFMEM_SELECTOR["max_length"],
     shell:
-        "python -m relift.selfmem.scratch_encoder --tokenizer {input.tokenizer:q}"
+        "python -m relift.selfmem.selector.scratch_encoder --tokenizer {input.tokenizer:q}"
         " --hidden {params.hidden} --layers {params.layers} --heads {params.heads}"
         " --intermediate {params.intermediate} --max-positions {params.max_positions}"
         " --seed {wildcards.seed} --output {output:q} > {log:q} 2>&1"
@@ -57,7 +57,7 @@ rule selfmem_selector_scratch_encoder:
 rule selfmem_selector_train:
     """Cross-encoder selector, KL to softmax(minmax(Δ)/τ); best by dev selection BLEU."""
     input:
-        code(*SELECTOR_CODE, *TRAIN_LOOP, "score.py"),
+        code_of("relift.selfmem.selector.cli"),
         train=sm_split("train"),
         train_candidates=f"{SELECTOR_DIR}/train_candidates.jsonl",
         dev=sm_split("dev"),
@@ -100,7 +100,7 @@ rule selfmem_selector_train:
         seed=sm_seed,
         device=config["device"],
     shell:
-        "python -m relift.selfmem.selector train --train-data {input.train:q}"
+        "python -m relift.selfmem.selector.cli train --train-data {input.train:q}"
         " --train-candidates {input.train_candidates:q} --dev-data {input.dev:q}"
         " --dev-candidates {input.dev_candidates:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
@@ -119,7 +119,7 @@ rule selfmem_selector_train:
 rule selfmem_selector_bm25_pools:
     """Selector scores of iteration 0's pools (part 1's candidates), shared by the variants."""
     input:
-        code(*SELECTOR_CODE),
+        code_of("relift.selfmem.selector.cli"),
         selector=f"{SELECTOR_DIR}/model",
         data=sm_loop_data,
         candidates=sm_loop_splits(
@@ -150,7 +150,7 @@ rule selfmem_selector_bm25_pools:
         batch_size=SELFMEM_SELECTOR["score_batch_size"],
         device=config["device"],
     shell:
-        "python -m relift.selfmem.selector score --selector {input.selector:q} {params.files}"
+        "python -m relift.selfmem.selector.cli score --selector {input.selector:q} {params.files}"
         " --pool-size {params.pool_size}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
@@ -159,7 +159,7 @@ rule selfmem_selector_bm25_pools:
 
 use rule selfmem_selector_bm25_pools as selfmem_loop_selector_scores with:
     input:
-        code(*SELECTOR_CODE),
+        code_of("relift.selfmem.selector.cli"),
         selector=f"{SELECTOR_DIR}/model",
         data=sm_loop_data,
         candidates=sm_loop_splits("candidates.{split}.jsonl", SLOT),

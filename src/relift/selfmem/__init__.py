@@ -1,7 +1,7 @@
 """Selfmem (Cheng et al., 2023): retrieval-augmented generation with self memory.
 
-Part 1 lives here: task data (:mod:`.data`), the BM25 memory (:mod:`.bm25`), the joint byte-level
-BPE tokenizer (:mod:`.tokenizer`), the retrieval-augmented generator in three architectures
-(:mod:`.model`), its training CLI (:mod:`.train_generator`) and beam candidates
-(:mod:`.candidates`).
+By role: task data (:mod:`.data`), the BM25 memory (:mod:`.memory`), the generator
+(:mod:`.generator`: tokenizer, model, training, candidates), the memory selector
+(:mod:`.selector`), the self-memory loop (:mod:`.loop`) and the evaluation
+(:mod:`.evaluation`: comparison table and report).
 """

@@ -28,7 +28,7 @@ from transformers.models.bart.modeling_bart import (
     BartModel,
 )
 
-from relift.selfmem.model_common import (
+from relift.selfmem.generator.common import (
     ATTN_CACHE_KW,
     CACHE_FIELD,
     CustomEncoderOutputs,

@@ -20,8 +20,8 @@ name for vanilla and joint, a BART-family one for dual). :class:`Generator` bund
 tokenizer and the Selfmem settings; it saves to and loads from one folder (``selfmem.json``
 next to the transformers files).
 
-The dual model is :mod:`relift.selfmem.model_dual`, the pre-LN copy-head model
-:mod:`relift.selfmem.model_copy`; both register with transformers' Auto classes on import.
+The dual model is :mod:`relift.selfmem.generator.dual`, the pre-LN copy-head model
+:mod:`relift.selfmem.generator.copy_head`; both register with transformers' Auto classes on import.
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ from transformers import (
 )
 
 from relift.io import InputError, save_tokenizer
-from relift.selfmem.model_common import CACHE_FIELD
-from relift.selfmem.model_copy import (
+from relift.selfmem.generator.common import CACHE_FIELD
+from relift.selfmem.generator.copy_head import (
     CopyMBartConfig,
     CopyMBartForConditionalGeneration,
     beam_search_cache,
 )
-from relift.selfmem.model_dual import DualBartConfig, DualBartForConditionalGeneration
+from relift.selfmem.generator.dual import DualBartConfig, DualBartForConditionalGeneration
 
 ARCHS = ("vanilla", "joint", "dual")
 SPEC_FILE = "selfmem.json"
@@ -236,7 +236,7 @@ class Generator:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu"):
-        from relift.selfmem.tokenizer import load_tokenizer
+        from relift.selfmem.generator.tokenizer import load_tokenizer
 
         path = Path(path)
         spec_path = path / SPEC_FILE

@@ -7,7 +7,7 @@ needs a hub download and a GPU. This step writes a randomly initialised BERT-lay
 joint byte-level BPE that relift trains on BOTH sides of the training split, or a pretrained
 generator's tokenizer). Every language of the task is therefore tokenised as the generator sees
 it, and nothing depends on an English-only vocabulary. The encoder learns only from the
-selector's training (``python -m relift.selfmem.selector train --encoder FOLDER``), which starts
+selector's training (``python -m relift.selfmem.selector.cli train --encoder FOLDER``), which starts
 from this folder like from any Hugging Face encoder folder: a pair is framed by the tokenizer's
 own pair template (``<s> source </s> candidate </s>``).
 
@@ -60,7 +60,7 @@ def build_scratch_encoder(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.scratch_encoder",
+        prog="python -m relift.selfmem.selector.scratch_encoder",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
-    from relift.selfmem.tokenizer import load_tokenizer
+    from relift.selfmem.generator.tokenizer import load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     model = build_scratch_encoder(

@@ -302,7 +302,7 @@ def write_png(path: Path, task: str, rows: list[dict], archs, variants, metric: 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.report",
+        prog="python -m relift.selfmem.evaluation.report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from relift.io import InputError
-from relift.selfmem.formats import Beam
+from relift.selfmem.loop.formats import Beam
 
 MODES = ("replace", "augment")
 
@@ -57,7 +57,7 @@ class TokenCounter:
 
             tok = Tokenizer.from_file(str(path / "tokenizer.json"))
             return cls(lambda t: tok.encode(t, add_special_tokens=False).offsets)
-        from relift.selfmem.tokenizer import load_tokenizer
+        from relift.selfmem.generator.tokenizer import load_tokenizer
 
         hf = load_tokenizer(path)
         return cls(

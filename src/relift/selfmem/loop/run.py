@@ -11,9 +11,9 @@ The generator G is frozen. Iteration 0 is the BM25 memory (part 1); for k >= 1
 and dev and test are scored at every iteration (``score``). Everything in this module except
 ``generate`` is torch-free (the selection, the oracle scores and the scoring are light jobs).
 
-The memory operations live in :mod:`relift.selfmem.topb` (Top-B memory beam, augmented memory)
-and :mod:`relift.selfmem.oracle` (the oracle's Δ scores); the files of an iteration and their
-formats in :mod:`relift.selfmem.formats`.
+The memory operations live in :mod:`relift.selfmem.loop.topb` (Top-B memory beam, augmented memory)
+and :mod:`relift.selfmem.loop.oracle` (the oracle's Δ scores); the files of an iteration and their
+formats in :mod:`relift.selfmem.loop.formats`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from relift.io import LOG, InputError, run_cli, write_json_atomic
-from relift.selfmem.formats import (
+from relift.selfmem.loop.formats import (
     Beam,
     read_beams,
     read_pools,
@@ -37,8 +37,8 @@ from relift.selfmem.formats import (
     write_pools,
     write_scores,
 )
-from relift.selfmem.oracle import oracle_scores
-from relift.selfmem.topb import MODES, TokenCounter, combine_memory, select_topb
+from relift.selfmem.loop.oracle import oracle_scores
+from relift.selfmem.loop.topb import MODES, TokenCounter, combine_memory, select_topb
 
 
 # --------------------------------------------------------------------------- subcommands
@@ -162,9 +162,9 @@ def cmd_generate(args) -> None:
     (``--beams``) or a memory file (``--memory``)."""
     import torch
 
-    from relift.selfmem.candidates import generate_candidates
     from relift.selfmem.data import load_memory, load_split
-    from relift.selfmem.model import Generator
+    from relift.selfmem.generator.candidates import generate_candidates
+    from relift.selfmem.generator.model import Generator
 
     data = split_map(args.data, "--data")
     beams = split_map(args.beams, "--beams")
@@ -283,7 +283,7 @@ def _common(ap: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.loop",
+        prog="python -m relift.selfmem.loop.run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

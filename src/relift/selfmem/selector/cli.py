@@ -21,7 +21,7 @@ best checkpoint by it is exported. ``train_result.json`` also records the dev BL
 own top candidate and of the oracle pick (the ceiling).
 
 Scoring (``score``): one score per candidate of every pool of a candidates JSONL (part 1's format)
--> ``{"id": i, "scores": [...]}`` lines, aligned with the pools (see :mod:`relift.selfmem.formats`).
+-> ``{"id": i, "scores": [...]}`` lines, aligned with the pools (see :mod:`relift.selfmem.loop.formats`).
 
 Selector folder: ``encoder/`` (the encoder and its tokenizer, ``save_pretrained``),
 ``head.safetensors``, ``selector.json`` (pooling, max_length, ...) and ``train_result.json``.
@@ -40,9 +40,9 @@ from pathlib import Path
 import torch
 
 from relift.io import LOG, InputError, atomic_dir, run_cli, write_json_atomic
-from relift.selfmem.formats import read_pools, same_splits, split_map, write_scores
-from relift.selfmem.oracle import delta_scores
-from relift.selfmem.selector_model import (
+from relift.selfmem.loop.formats import read_pools, same_splits, split_map, write_scores
+from relift.selfmem.loop.oracle import delta_scores
+from relift.selfmem.selector.model import (
     POOLINGS,
     build_selector,
     encode_pairs,
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     from relift.train import add_train_args
 
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.selector",
+        prog="python -m relift.selfmem.selector.cli",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

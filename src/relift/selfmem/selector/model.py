@@ -1,5 +1,5 @@
 """The Selfmem selector model: a cross-encoder over (source, candidate) pairs, its folder and its
-scoring of candidate pools (training and the CLI: :mod:`relift.selfmem.selector`).
+scoring of candidate pools (training and the CLI: :mod:`relift.selfmem.selector.cli`).
 
 Model: a Hugging Face encoder (``AutoModel``) reads the text pair ``source [SEP] candidate``; the
 mean-pooled (``mean``) or first-token (``cls``) state goes through a linear head to one score per

@@ -113,7 +113,7 @@ def generate_candidates(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.candidates",
+        prog="python -m relift.selfmem.generator.candidates",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
 
-    from relift.selfmem.model import Generator
+    from relift.selfmem.generator.model import Generator
 
     gen = Generator.load(args.generator, device=device)
     split = load_split(args.data, args.src_field, args.trg_field)

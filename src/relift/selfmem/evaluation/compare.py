@@ -70,8 +70,8 @@ def choose_threshold(memories, fallback, match, refs) -> tuple[float, float]:
 def memory_use(args: argparse.Namespace) -> None:
     import torch
 
-    from relift.selfmem.candidates import generate_candidates
-    from relift.selfmem.model import Generator
+    from relift.selfmem.generator.candidates import generate_candidates
+    from relift.selfmem.generator.model import Generator
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -334,7 +334,7 @@ def table(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.compare",
+        prog="python -m relift.selfmem.evaluation.compare",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

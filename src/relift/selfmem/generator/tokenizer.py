@@ -78,7 +78,7 @@ def load_tokenizer(path: str | Path):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.tokenizer",
+        prog="python -m relift.selfmem.generator.tokenizer",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

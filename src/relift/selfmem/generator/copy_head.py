@@ -18,7 +18,7 @@ from transformers import (
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
-from relift.selfmem.model_common import CACHE_FIELD, CustomEncoderOutputs, decoder_inputs
+from relift.selfmem.generator.common import CACHE_FIELD, CustomEncoderOutputs, decoder_inputs
 
 
 # --------------------------------------------------------------------------- pre-LN + copy head

@@ -1,8 +1,8 @@
 """Train the Selfmem retrieval-augmented generator on (source, memory) -> target.
 
 The model is built from scratch (a small BART-style Transformer with a tokenizer folder from
-``relift.selfmem.tokenizer``) or from ``--pretrained``; ``--arch`` picks vanilla, joint or dual
-(see :mod:`relift.selfmem.model`). Training runs in the shared loop
+``relift.selfmem.generator.tokenizer``) or from ``--pretrained``; ``--arch`` picks vanilla, joint or dual
+(see :mod:`relift.selfmem.generator.model`). Training runs in the shared loop
 (:func:`relift.train.loop.train`: Accelerate, checkpoints and resume, metrics, early stopping)
 with label-smoothed cross-entropy (0.1), an inverse-square-root schedule after a linear warmup
 and gradient clipping. Every ``--eval-every`` updates the model decodes the dev split (beam
@@ -14,7 +14,7 @@ exported to ``--output`` (a generator folder: model, tokenizer, ``selfmem.json``
 ``--work-dir`` keeps the loop's checkpoints and metrics (``metrics.jsonl``/``.csv``,
 TensorBoard); rerunning with the same settings resumes there, changed settings start over.
 
-Settings (:class:`relift.selfmem.settings.GeneratorSettings` and the loop's
+Settings (:class:`relift.selfmem.generator.settings.GeneratorSettings` and the loop's
 :class:`relift.train.loop.TrainConfig`) come as ``--settings JSON`` (the workflow passes the
 ``selfmem.generator`` section) and/or one flag each; a flag overrides the JSON.
 """
@@ -31,8 +31,8 @@ import torch
 
 from relift.io import LOG, InputError, atomic_dir, run_cli
 from relift.selfmem.data import Split, load_memory, load_split, read_hit_ids
-from relift.selfmem.model import ARCHS, Generator, GeneratorSpec, ModelSize
-from relift.selfmem.settings import GENERATOR_TRAIN_DEFAULTS, GeneratorSettings
+from relift.selfmem.generator.model import ARCHS, Generator, GeneratorSpec, ModelSize
+from relift.selfmem.generator.settings import GENERATOR_TRAIN_DEFAULTS, GeneratorSettings
 from relift.settings import add_settings, settings_from_args
 from relift.settings import fingerprint as settings_fingerprint
 from relift.train import BucketedBatches, seed_everything, train
@@ -262,7 +262,7 @@ def resolve_cpu_precision(precision: str, device: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.train_generator",
+        prog="python -m relift.selfmem.generator.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.arch != "vanilla" and not (args.train_memory and args.dev_memory):
         raise InputError(f"the {args.arch} architecture needs --train-memory and --dev-memory")
 
-    from relift.selfmem.tokenizer import load_tokenizer
+    from relift.selfmem.generator.tokenizer import load_tokenizer
 
     t_start = time.time()
     train_split = load_split(args.train, args.src_field, args.trg_field)

@@ -1,5 +1,5 @@
-"""Transformers glue shared by the Selfmem generator models (:mod:`relift.selfmem.model_dual`,
-:mod:`relift.selfmem.model_copy`): names that changed between transformers versions, the
+"""Transformers glue shared by the Selfmem generator models (:mod:`relift.selfmem.generator.dual`,
+:mod:`relift.selfmem.generator.copy_head`): names that changed between transformers versions, the
 generation hook of encoder outputs that carry more than the states, and teacher forcing.
 """
 

@@ -1,0 +1,1 @@
+"""Evaluation: the comparison table of every row (paired bootstrap, bands) and its report."""
