@@ -27,7 +27,8 @@ from relift.codedeps import module_files
 
 def code_of(*modules):
     """The files of the modules a rule runs and of every relift module they import
-    (relift.codedeps), declared as inputs so that a code change reruns exactly its rules."""
+    (relift.codedeps), declared as inputs so that a code change reruns exactly its rules.
+    """
     return sorted({str(SRC / f) for m in modules for f in module_files(m)})
 
 
