@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
-import html
 import io
 from pathlib import Path
 
 from relift.io import LOG, InputError, atomic_path, run_cli, write_json_atomic, write_text_atomic
 from relift.score import paired_bootstrap, read_lines, score
 from relift.selfmem.data import load_split, one_line, read_hit_ids
+from relift.selfmem.evaluation.html import comparison_page
 
 SPLITS = ("dev", "test")
 
@@ -282,38 +282,7 @@ def to_csv(table: dict) -> str:
 
 
 def to_html(table: dict) -> str:
-    e = html.escape
-    parts = [f"<h2>Selfmem comparison: {e(table['task'])}</h2>"]
-    if table["collapsed"]:
-        parts.append(
-            "<p style='color:#b00;font-weight:bold'>COLLAPSE: fewer than 90% distinct outputs "
-            "in: " + e(", ".join(table["collapsed"])) + "</p>"
-        )
-    else:
-        parts.append("<p>No collapse: every row has at least 90% distinct outputs.</p>")
-    parts.append(
-        f"<p>Δ and p: paired bootstrap ({table['resamples']} resamples) of corpus BLEU against "
-        f"<b>{e(table['reference_row'])}</b>; p is one-sided for 'row better'. ORACLE rows use "
-        "the reference and are diagnostics, not results. Training seeds: "
-        f"{table.get('seeds', 1)} (BLEU and chrF are means, sd over seeds; the bootstrap "
-        "resamples test items with the seeds pooled). delta_vs_switch and p_vs_switch: the "
-        "same test of every generator and loop row against the fuzzy-match switch.</p>"
-    )
-    for s in SPLITS:
-        parts.append(f"<h3>{s}</h3><table border='1' cellpadding='3'><tr>")
-        cols = ("label", "bleu", "bleu_sd", "chrf", "distinct", "equals_bm25_memory")
-        cols += ("delta_vs_ref",)
-        cols += ("p_value", "ci95", "delta_vs_switch", "p_vs_switch", "note")
-        parts.append("".join(f"<th>{c}</th>" for c in cols) + "</tr>")
-        for r in table["rows"]:
-            if r["split"] != s:
-                continue
-            style = " style='color:#b00'" if r["collapsed"] else ""
-            parts.append(
-                f"<tr{style}>" + "".join(f"<td>{e(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-            )
-        parts.append("</table>")
-    return "<html><body>" + "\n".join(parts) + "</body></html>\n"
+    return comparison_page(table)
 
 
 def table(args: argparse.Namespace) -> None:
