@@ -15,6 +15,7 @@ os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.enviro
 
 import pytest  # noqa: E402
 from helpers import fixture_tm_wheels, snakemake  # noqa: E402
+from regpt_tiny import build as build_regpt_world  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,10 @@ def tiny_run(tmp_path_factory):
     fixture_tm_wheels(wd / "fixture_wheels")
     snakemake(wd)
     return wd
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """The tiny ReGPT world of tests/regpt_tiny.py (phrase tokenizer, random phrase embeddings,
+    negatives pool, Arrow splits), built once per test session; tests only read it."""
+    return build_regpt_world(tmp_path_factory.mktemp("regpt_world"))

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from regpt_tiny import TINY_MODEL, build, common_args
+from regpt_tiny import TINY_MODEL, common_args
 
 from relift.regpt import data as D
 from relift.regpt import losses as LS
@@ -21,11 +21,6 @@ from relift.regpt.evaluate import (
 )
 from relift.regpt.generate import filter_logits, generate
 from relift.regpt.model import ReGPT, llama_config, load_phrase_table
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("regpt_world"))
 
 
 @pytest.fixture(scope="module")

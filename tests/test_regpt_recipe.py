@@ -11,17 +11,11 @@ import re
 import numpy as np
 import pytest
 import torch
-from regpt_tiny import build
 
 from relift.regpt import losses as LS
 from relift.regpt.generate import distinct_n, generate, repetition_rate
 from relift.regpt.model import ReGPT
 from relift.regpt.report import at_budget, equal_compute, learning_curves
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("regpt_recipe_world"))
 
 
 def test_logq_correction_by_hand():

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from regpt_tiny import build
 
 from relift.regpt import data as D
 from relift.regpt.baseline import causal_lm_loss
@@ -23,11 +22,6 @@ from relift.regpt.token_lm import (
 )
 
 TINY = dict(hidden=32, layers=2, heads=2, intermediate=64, max_positions=64)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("regpt_token_lm_world"))
 
 
 def tiny_config(vocab_size: int):

@@ -64,15 +64,38 @@ class _Payload:
 
 
 def test_resume_refuses_a_checkpoint_pickle_that_runs_code(tmp_path, monkeypatch):
-    """Training resumes through accelerate's loader, which unpickles with weights_only=True: a
-    tampered optimizer state in a checkpoint is refused, its code never runs."""
-    from accelerate.utils import load
+    """relift's training loop resumes a run from its checkpoint folder: a tampered optimizer
+    state in that checkpoint is refused, its code never runs."""
+    import torch
+
+    from relift.train import loop as L
 
     monkeypatch.chdir(tmp_path)
-    evil = tmp_path / "optimizer.bin"
+
+    def run(stop_after: int = 0):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        cfg = L.TrainConfig(
+            max_steps=4, save_every=2, stop_after=stop_after, progress=False, device="cpu"
+        )
+
+        def collate(idx):
+            x = torch.ones(len(idx), 4)
+            return {"x": x, "y": x.sum(1, keepdim=True)}
+
+        def loss(m, batch, step):
+            return torch.nn.functional.mse_loss(m(batch["x"]), batch["y"]), {"tokens": 1}
+
+        L.train(model, loss, L.BucketedBatches([1] * 8, 4, 0, collate), cfg, tmp_path / "run")
+
+    with pytest.raises(SystemExit):
+        run(stop_after=2)  # an interrupted run: its checkpoint of step 2 is resumed below
+    step = tmp_path / "run" / "checkpoints" / "step-2"
+    evil = step / "optimizer.bin"
+    assert evil.exists(), sorted(p.name for p in step.iterdir())
     evil.write_bytes(pickle.dumps({"state": _Payload()}))
     with pytest.raises(pickle.UnpicklingError):
-        load(evil)
+        run()
     assert not (tmp_path / "PWNED-BY-PICKLE").exists()
 
 

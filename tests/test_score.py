@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ import pytest
 from relift import cli
 from relift.score import score
 
-FIXTURE = Path("/work/shared/fixtures/selfmem-jrc-ende-outputs")
+# the released Selfmem outputs (JRC-Acquis en-de test set; see the archive's README.md), shipped
+# with the tests: 3.4 MB of text, 0.46 MB as xz
+RELEASED = Path(__file__).parent / "fixtures" / "selfmem-jrc-ende-outputs.tar.xz"
 HYPS = [
     "The cat sat on the mat .",
     "Das ist ein kleiner Test",
@@ -27,6 +30,15 @@ REFS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    """The folder of the released outputs, unpacked from tests/fixtures."""
+    out = tmp_path_factory.mktemp("released")
+    with tarfile.open(RELEASED) as tar:
+        tar.extractall(out, filter="data")
+    return out / "selfmem-jrc-ende-outputs"
+
+
 def run_relift(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "relift.cli", *args], capture_output=True, text=True
@@ -39,14 +51,12 @@ def write(path: Path, lines) -> Path:
 
 
 @pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
-def test_equals_sacrebleu_cli(tmp_path):
-    hyp, ref = write(tmp_path / "hyp", HYPS), write(tmp_path / "ref", REFS)
-    if FIXTURE.is_dir():  # real text as well: 80 released hypotheses
-        hyp = write(
-            tmp_path / "hyp2",
-            HYPS + (FIXTURE / "joint_retrieval.hyps").read_text().splitlines()[:80],
-        )
-        ref = write(tmp_path / "ref2", REFS + (FIXTURE / "refs").read_text().splitlines()[:80])
+def test_equals_sacrebleu_cli(tmp_path, released):
+    # real text as well: 80 released hypotheses
+    hyp = write(
+        tmp_path / "hyp", HYPS + (released / "joint_retrieval.hyps").read_text().splitlines()[:80]
+    )
+    ref = write(tmp_path / "ref", REFS + (released / "refs").read_text().splitlines()[:80])
     ours = run_relift("score", "--hyp", str(hyp), "--ref", str(ref), "--metrics", "bleu,chrf,ter")
     assert ours.returncode == 0, ours.stderr
     ours = json.loads(ours.stdout)
@@ -83,8 +93,7 @@ def test_equals_sacrebleu_cli(tmp_path):
 
 
 @pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"released Selfmem outputs not found at {FIXTURE}")
-def test_reproduces_released_bleu_table(capsys):
+def test_reproduces_released_bleu_table(released, capsys):
     expected = {
         "bm25.memory": 38.89,
         "random.memory": 1.14,
@@ -99,9 +108,9 @@ def test_reproduces_released_bleu_table(capsys):
                 [
                     "score",
                     "--hyp",
-                    str(FIXTURE / name),
+                    str(released / name),
                     "--ref",
-                    str(FIXTURE / "refs"),
+                    str(released / "refs"),
                     "--metrics",
                     "bleu",
                 ]
@@ -111,16 +120,15 @@ def test_reproduces_released_bleu_table(capsys):
         assert json.loads(capsys.readouterr().out)["bleu"]["score"] == bleu, name
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"released Selfmem outputs not found at {FIXTURE}")
-def test_reproduces_released_chrf(capsys):
+def test_reproduces_released_chrf(released, capsys):
     assert (
         cli.main(
             [
                 "score",
                 "--hyp",
-                str(FIXTURE / "joint_selfmem.hyps"),
+                str(released / "joint_selfmem.hyps"),
                 "--ref",
-                str(FIXTURE / "refs"),
+                str(released / "refs"),
                 "--metrics",
                 "chrf",
             ]

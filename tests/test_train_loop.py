@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from regpt_tiny import TINY_MODEL, build, common_args
+from regpt_tiny import TINY_MODEL, common_args
 
 from relift.io import InputError
 from relift.train import loop as L
@@ -272,14 +272,14 @@ def test_best_tracking_and_early_stopping(tmp_path):
 
 
 @pytest.mark.slow  # > 5 s: make test runs it, make test-fast does not
-def test_cli_resume_after_interruption_equals_uninterrupted_run(tmp_path_factory):
+def test_cli_resume_after_interruption_equals_uninterrupted_run(world, tmp_path_factory):
     """Stage-1 CLI: run in a subprocess that stops after step 3's checkpoint, rerun, compare
     the final weights with an uninterrupted run."""
     from safetensors.torch import load_file
 
     from relift.regpt import train
 
-    w = build(tmp_path_factory.mktemp("resume_world"))
+    w = world
     tmp = tmp_path_factory.mktemp("resume")
     args = [
         "--stage",
