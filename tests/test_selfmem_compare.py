@@ -10,6 +10,7 @@ import pytest
 from relift.io import InputError, run_cli
 from relift.score import diversity, paired_bootstrap, score
 from relift.selfmem.evaluation import compare
+from relift.selfmem.match import fuzzy_match
 
 REFS = [
     "der Hund läuft schnell nach Hause",
@@ -63,9 +64,9 @@ def test_paired_bootstrap_pools_seeds():
 
 
 def test_fuzzy_match_and_threshold_on_dev():
-    assert compare.fuzzy_match("a b c d", "a b c d") == 1.0
-    assert compare.fuzzy_match("a b c d", "a b x y") == 0.5
-    assert compare.fuzzy_match("", "") == 1.0
+    assert fuzzy_match("a b c d", "a b c d") == 1.0
+    assert fuzzy_match("a b c d", "a b x y") == 0.5
+    assert fuzzy_match("", "") == 1.0
     memories = [REFS[i] if i % 2 == 0 else "völlig falsch" for i in range(len(REFS))]
     fallback = cut(3)
     match = [0.9 if i % 2 == 0 else 0.3 for i in range(len(REFS))]

@@ -12,8 +12,7 @@ os.environ.update(PYTHONPATH=str(SRC.parent))
 os.environ["PATH"] = os.pathsep.join(
     (str(Path(sys.executable).parent), os.environ["PATH"])
 )
-# this checkout's package, for the helpers rules share with it (relift.settings is stdlib-only)
-sys.path.insert(0, str(SRC.parent))
+# this checkout's package (on sys.path: see the Snakefile), for the helpers rules share with it
 from relift.settings import settings_json
 
 SPLITS = ["train", "dev", "test"]
@@ -77,4 +76,5 @@ def all_targets():
         + selfmem_targets()
         + selfmem_loop_targets()
         + selfmem_compare_targets()
+        + report_targets()
     )

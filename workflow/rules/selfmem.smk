@@ -50,6 +50,33 @@ rule selfmem_memory:
         " --es-max-retries {params.es_max_retries} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
+rule selfmem_match:
+    """Each example's fuzzy match with its top-1 memory (the memory's source against the
+    example's source): the memory recipe's threshold and marker, the switch and the bands.
+    """
+    input:
+        code_of("relift.selfmem.match"),
+        train=sm_split("train"),
+        data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
+        hits="results/selfmem/{task}/memory/{split}.hits.jsonl",
+    output:
+        "results/selfmem/{task}/memory/{split}.match.txt",
+    log:
+        "results/logs/selfmem/{task}/match_{split}.log",
+    wildcard_constraints:
+        task=SELFMEM_TASK_RE,
+        split="train|dev|test",
+    conda:
+        "../../envs/relift.yaml"
+    params:
+        src_field=sm_opt("src_field"),
+        trg_field=sm_opt("trg_field"),
+    shell:
+        "python -m relift.selfmem.match --train {input.train:q} --data {input.data:q}"
+        " --hits {input.hits:q} --src-field {params.src_field:q}"
+        " --trg-field {params.trg_field:q} --output {output:q} > {log:q} 2>&1"
+
+
 rule selfmem_tokenizer:
     """Joint byte-level BPE over both sides of the training split (or a pretrained copy)."""
     input:
@@ -89,7 +116,10 @@ rule selfmem_train_generator:
         train_memory="results/selfmem/{task}/memory/train.txt",
         dev_memory="results/selfmem/{task}/memory/dev.txt",
         train_hits="results/selfmem/{task}/memory/train.hits.jsonl",
+        train_match="results/selfmem/{task}/memory/train.match.txt",
+        dev_match="results/selfmem/{task}/memory/dev.match.txt",
         tokenizer="results/selfmem/{task}/tokenizer",
+        init=sm_warm_start,
     output:
         directory("results/selfmem/{task}/generator/{arch}"),
     log:
@@ -108,6 +138,7 @@ rule selfmem_train_generator:
     params:
         work="results/selfmem/{task}/work/{arch}",
         memory=sm_memory_flags,
+        init=lambda wc, input: sm_flag("--init-generator", input.init),
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
@@ -120,6 +151,7 @@ rule selfmem_train_generator:
         "python -m relift.selfmem.generator.train --train {input.train:q} --dev {input.dev:q}"
         " {params.memory} --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --tokenizer {input.tokenizer:q} --train-hits {input.train_hits:q}"
+        " --train-match {input.train_match:q} --dev-match {input.dev_match:q} {params.init}"
         " --arch {params.arch} --eval-metric {params.metric} --settings {params.settings:q}"
         " --seed {params.seed} --device {params.device} --threads {threads}"
         " --no-progress --no-keep-checkpoints"
@@ -135,6 +167,7 @@ rule selfmem_candidates:
         generator="results/selfmem/{task}/generator/{arch}",
         data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
         memory="results/selfmem/{task}/memory/{split}.txt",
+        match="results/selfmem/{task}/memory/{split}.match.txt",
     output:
         jsonl="results/selfmem/{task}/candidates/{arch}/{split}.jsonl",
         txt="results/selfmem/{task}/candidates/{arch}/{split}.txt",
@@ -162,7 +195,7 @@ rule selfmem_candidates:
         device=config["device"],
     shell:
         "python -m relift.selfmem.generator.candidates --generator {input.generator:q}"
-        " --data {input.data:q} --memory {input.memory:q}"
+        " --data {input.data:q} --memory {input.memory:q} --match {input.match:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --num-beams {params.num_beams} --num-return-sequences {params.num_return}"
         " --batch-size {params.batch_size} --max-examples {params.max_examples}"

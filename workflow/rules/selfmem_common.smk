@@ -6,13 +6,8 @@ SELFMEM = config["selfmem"]
 # an overlay's task map is merged into the default's (tasks set to null are dropped by the
 # Snakefile); only the tasks in run_tasks are built
 SELFMEM_TASKS = SELFMEM["tasks"]
+# (run_tasks names tasks of the map: relift.config_checks, run by the Snakefile)
 SELFMEM_RUN_TASKS = list(SELFMEM["run_tasks"])
-for _name in SELFMEM_RUN_TASKS:
-    if _name not in SELFMEM_TASKS:
-        raise ValueError(
-            f"selfmem.run_tasks names {_name!r}, which selfmem.tasks does not define "
-            f"(defined: {', '.join(SELFMEM_TASKS) or 'none'})"
-        )
 SELFMEM_BASE_ARCHS = list(SELFMEM["archs"])
 SELFMEM_SEEDS = list(SELFMEM["seeds"])
 
@@ -42,6 +37,17 @@ SEED_SUFFIX_RE = r"(\.s[0-9]+)?"
 SELFMEM_ARCH_RE = f"(vanilla|joint|dual){SEED_SUFFIX_RE}"
 SELFMEM_GENERATOR = SELFMEM["generator"]
 SELFMEM_CANDIDATES = SELFMEM["candidates"]
+
+
+def sm_warm_start(wildcards):
+    """The trained vanilla generator of the same seed, where a memory arch continues from it
+    (selfmem.generator.warm_start); else no input."""
+    arch, seed = sm_arch_seed(wildcards.arch)
+    if not SELFMEM_GENERATOR["warm_start"] or arch == "vanilla":
+        return []
+    return f"results/selfmem/{wildcards.task}/generator/{sm_seeded('vanilla', seed)}"
+
+
 SELFMEM_HYPOTHESES = SELFMEM["hypotheses"]
 
 

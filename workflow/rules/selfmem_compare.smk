@@ -3,6 +3,8 @@
 
 
 include: "selfmem_compare_common.smk"
+# the report's landing page and figures (they read the comparison tables)
+include: "report.smk"
 
 
 rule selfmem_loop_report:

@@ -9,9 +9,9 @@ def sm_compare_inputs(wildcards):
     base = f"results/selfmem/{wildcards.task}"
     task = SELFMEM_TASKS[wildcards.task]
     out = {
-        "data": [task[s] for s in ("train", "dev", "test")],
+        "data": [task[s] for s in LOOP_SPLITS],
         "memory": [
-            f"{base}/memory/{s}.{x}" for s in LOOP_SPLITS for x in ("txt", "hits.jsonl")
+            f"{base}/memory/{s}.{x}" for s in LOOP_SPLITS for x in ("txt", "match.txt")
         ],
         "hyps": [
             f"{base}/hypotheses/{a}/{s}.txt" for a in SELFMEM_ARCHS for s in LOOP_SPLITS
@@ -47,14 +47,14 @@ def sm_compare_args(wildcards):
     archs = SELFMEM_BASE_ARCHS
     loop_archs = [a for a in archs if a != "vanilla"]
     args = [
-        f"--task {q(wildcards.task)} --train {q(task['train'])} --dev {q(task['dev'])}",
+        f"--task {q(wildcards.task)} --dev {q(task['dev'])}",
         f"--test {q(task['test'])}",
         f"--src-field {q(task.get('src_field', 'src'))}",
         f"--trg-field {q(task.get('trg_field', 'trg'))}",
     ]
     for s in LOOP_SPLITS:
         args.append(f"--memory-{s} {base}/memory/{s}.txt")
-        args.append(f"--hits-{s} {base}/memory/{s}.hits.jsonl")
+        args.append(f"--match-{s} {base}/memory/{s}.match.txt")
     for a in archs:
         dev, test = (
             _sm_seed_files(a, f"{base}/hypotheses/{{a}}/{s}.txt") for s in LOOP_SPLITS

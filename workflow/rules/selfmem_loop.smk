@@ -91,6 +91,7 @@ rule selfmem_loop_candidates:
         code_of("relift.selfmem.loop.run"),
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_loop_data,
+        match=sm_loop_match,
         beams=sm_loop_splits("beams.{split}.jsonl", ITER),
     output:
         sm_loop_splits("candidates.{split}.jsonl", SLOT),
@@ -111,7 +112,7 @@ rule selfmem_loop_candidates:
         gpu=SELFMEM_CANDIDATES["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        data=sm_split_args(data="input.data"),
+        data=sm_split_args(data="input.data", match="input.match"),
         beams=sm_split_args(beams="input.beams"),
         outputs=sm_split_args(output_jsonl="output"),
         src_field=sm_opt("src_field"),

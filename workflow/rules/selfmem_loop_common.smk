@@ -2,20 +2,9 @@
 # selfmem_compare.smk).
 SELFMEM_SELECTOR = SELFMEM["selector"]
 SELFMEM_LOOP = SELFMEM["loop"]
-# selector.encoder: scratch = a from-scratch encoder over the task's own tokenizer
+# selector.encoder: scratch = a from-scratch encoder over the task's own tokenizer (the checks
+# that relate these keys, here and below, are relift.config_checks', run by the Snakefile)
 SELECTOR_SCRATCH = SELFMEM_SELECTOR["encoder"] == "scratch"
-if SELECTOR_SCRATCH and SELFMEM_SELECTOR["layers"] < 1:
-    raise ValueError(
-        "selfmem.selector.encoder: scratch builds an encoder of selfmem.selector.layers layers; "
-        "set layers >= 1"
-    )
-if (
-    SELECTOR_SCRATCH
-    and SELFMEM_SELECTOR["scratch"]["hidden"] % SELFMEM_SELECTOR["scratch"]["heads"]
-):
-    raise ValueError(
-        "selfmem.selector.scratch.hidden must be a multiple of selfmem.selector.scratch.heads"
-    )
 LOOP_SPLITS = ["dev", "test"]
 # vanilla reads no memory
 LOOP_ARCHS = [a for a in SELFMEM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
@@ -31,26 +20,6 @@ def _sm_variant(name):
 
 
 SELFMEM_VARIANTS = {name: _sm_variant(name) for name in SELFMEM_LOOP["variants"]}
-for _name in SELFMEM_LOOP["run_variants"]:
-    if _name not in SELFMEM_VARIANTS:
-        raise ValueError(
-            f"selfmem.loop.run_variants names {_name!r}, which selfmem.loop.variants does not "
-            f"define (defined: {', '.join(SELFMEM_VARIANTS)})"
-        )
-if SELFMEM_LOOP["num_return_sequences"] > SELFMEM_CANDIDATES["num_return_sequences"]:
-    raise ValueError(
-        "selfmem.loop.num_return_sequences must not exceed selfmem.candidates."
-        "num_return_sequences (iteration 0's pool is the first candidates of part 1's)"
-    )
-for _name, _v in [("selfmem.loop", SELFMEM_LOOP)] + [
-    (f"selfmem.loop.variants.{n}", v) for n, v in SELFMEM_LOOP["variants"].items()
-]:
-    if _v.get("beam_b", 1) > SELFMEM_LOOP["num_return_sequences"]:
-        raise ValueError(
-            f"{_name}.beam_b ({_v['beam_b']}) must not exceed selfmem.loop."
-            f"num_return_sequences ({SELFMEM_LOOP['num_return_sequences']}): Top-B keeps B "
-            "children of each memory's candidate pool"
-        )
 SELECTOR_VARIANT_RE = _sm_alternatives(
     n for n, v in SELFMEM_VARIANTS.items() if v["select"] == "selector"
 )
@@ -171,6 +140,14 @@ def sm_loop_data(wildcards):
     return [SELFMEM_TASKS[wildcards.task][s] for s in LOOP_SPLITS]
 
 
+def sm_loop_match(wildcards):
+    """The retrieved memories' fuzzy-match scores: a generator with a memory recipe reads
+    every memory of an example with its retrieval's score."""
+    return [
+        f"results/selfmem/{wildcards.task}/memory/{s}.match.txt" for s in LOOP_SPLITS
+    ]
+
+
 def sm_loop_hyp_inputs(wildcards):
     """Hypotheses of iteration k: slot 0's pool (decoded with the final beam), or a decode of
     the best memory."""
@@ -181,6 +158,7 @@ def sm_loop_hyp_inputs(wildcards):
         "generator": f"results/selfmem/{wildcards.task}/generator/{wildcards.arch}",
         "data": sm_loop_data(wildcards),
         "memory": [f"{it}/memory.{s}.txt" for s in LOOP_SPLITS],
+        "match": sm_loop_match(wildcards),
     }
 
 
@@ -200,7 +178,8 @@ def sm_loop_hyp_args(wildcards, input, output, threads):
         f"--data {s}={shlex.quote(p)}" for s, p in zip(LOOP_SPLITS, input.data)
     )
     mems = " ".join(
-        f"--memory {s}={shlex.quote(p)}" for s, p in zip(LOOP_SPLITS, input.memory)
+        f"--memory {s}={shlex.quote(p)} --match {s}={shlex.quote(m)}"
+        for s, p, m in zip(LOOP_SPLITS, input.memory, input.match)
     )
     return (
         f"generate --generator {shlex.quote(input.generator)} {data}"

@@ -11,6 +11,7 @@ use rule selfmem_candidates as selfmem_selector_train_candidates with:
         generator="results/selfmem/{task}/generator/{arch}",
         data=sm_split("train"),
         memory="results/selfmem/{task}/memory/train.txt",
+        match="results/selfmem/{task}/memory/train.match.txt",
     output:
         jsonl=f"{SELECTOR_DIR}/train_candidates.jsonl",
         txt=f"{SELECTOR_DIR}/train_candidates.txt",

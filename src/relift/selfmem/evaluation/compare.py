@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import io
 from pathlib import Path
 
@@ -32,24 +31,44 @@ from relift.io import LOG, InputError, atomic_path, run_cli, write_json_atomic, 
 from relift.score import paired_bootstrap, read_lines, score
 from relift.selfmem.data import load_split, one_line, read_hit_ids
 from relift.selfmem.evaluation.html import comparison_page
+from relift.selfmem.match import BANDS, band_label, band_of, memory_match_scores, read_scores
 
 SPLITS = ("dev", "test")
 
 
 # --------------------------------------------------------------------------- fuzzy match
-def fuzzy_match(a: str, b: str) -> float:
-    """Word-level fuzzy match of two sources (difflib ratio: 2·matches / total words, 0..1),
-    the classical translation-memory match score."""
-    wa, wb = a.lower().split(), b.lower().split()
-    if not wa and not wb:
-        return 1.0
-    return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
+def match_scores(args: argparse.Namespace, data: dict) -> dict | None:
+    """Each dev/test example's fuzzy match with its memory: from ``--match-*`` files, or
+    computed from ``--hits-*`` and ``--train``; None when neither is given."""
+    if args.match_dev and args.match_test:
+        return {s: read_scores(getattr(args, f"match_{s}"), len(data[s].targets)) for s in SPLITS}
+    if args.train and args.hits_dev and args.hits_test:
+        train = load_split(args.train, args.src_field, args.trg_field)
+        return {
+            s: memory_match_scores(
+                data[s].sources,
+                read_hit_ids(getattr(args, f"hits_{s}"), len(data[s].targets)),
+                train.sources,
+            )
+            for s in SPLITS
+        }
+    return None
 
 
-def memory_match_scores(sources: list[str], hits_path: Path, train_sources: list[str]) -> list:
-    """Fuzzy match of each source with the source of its top-1 retrieved training example."""
-    hits = read_hit_ids(hits_path, len(sources))
-    return [fuzzy_match(src, train_sources[h[0]]) if h else 0.0 for src, h in zip(sources, hits)]
+def band_scores(runs: list[list[str]], refs: list[str], match: list[float]) -> list[dict]:
+    """BLEU per fuzzy-match band (mean over seeds) and the band's item count."""
+    out = []
+    for b, (lo, hi) in enumerate(BANDS):
+        idx = [i for i, m in enumerate(match) if band_of(m) == b]
+        rec = {"band": band_label(lo, hi), "lo": lo, "hi": hi, "n": len(idx), "bleu": None}
+        if idx:
+            vals = [
+                score([run[i] for i in idx], [refs[i] for i in idx], ["bleu"])["bleu"]["score"]
+                for run in runs
+            ]
+            rec["bleu"] = round(sum(vals) / len(vals), 2)
+        out.append(rec)
+    return out
 
 
 def switch(memories: list[str], fallback: list[str], match: list[float], threshold: float):
@@ -87,6 +106,8 @@ def memory_use(args: argparse.Namespace) -> None:
         ("reference", list(split.targets), args.out_reference),
     ):
         LOG.info("decoding %d inputs with %s memory", len(split), name)
+        # the recipe's view: the reference is a perfect match (score 1), the empty memory stays
+        memories = gen.memory_view(memories, [1.0] * len(memories))
         res = generate_candidates(gen, split.sources, memories, args.num_beams, 1, args.batch_size)
         with atomic_path(out) as tmp:
             tmp.write_text("".join(one_line(texts[0]) + "\n" for texts, _ in res))
@@ -113,6 +134,7 @@ def build_table(args: argparse.Namespace) -> dict:
     data = {s: load_split(getattr(args, s), args.src_field, args.trg_field) for s in SPLITS}
     refs = {s: data[s].targets for s in SPLITS}
     memory = {s: read_lines(getattr(args, f"memory_{s}"), f"{s} memory") for s in SPLITS}
+    match = match_scores(args, data)
     rows: list[dict] = []
 
     def add(label, kind, hyps: dict, note=""):
@@ -147,11 +169,8 @@ def build_table(args: argparse.Namespace) -> dict:
         van = next((r for r in rows if r["label"] == args.vanilla), None)
         if van is None:
             raise InputError(f"--vanilla names no row: {args.vanilla!r}")
-        train = load_split(args.train, args.src_field, args.trg_field)
-        match = {
-            s: memory_match_scores(data[s].sources, getattr(args, f"hits_{s}"), train.sources)
-            for s in SPLITS
-        }
+        if match is None:
+            raise InputError("--vanilla (the fuzzy-match switch) needs --match-* or --hits-*")
         hyps, notes = {s: [] for s in SPLITS}, []
         for dev_run, test_run in zip(van["hyps"]["dev"], van["hyps"]["test"], strict=True):
             t, dev_bleu = choose_threshold(memory["dev"], dev_run, match["dev"], refs["dev"])
@@ -231,6 +250,8 @@ def build_table(args: argparse.Namespace) -> dict:
                 "equals_bm25_memory": round(sum(copies) / len(copies), 4),
                 "note": r["note"],
             }
+            if match is not None:
+                rec["bands"] = band_scores(runs, refs[s], match[s])
             if r is not ref_row:
                 bs = paired_bootstrap(runs, ref_row["hyps"][s], refs[s], args.resamples, args.seed)
                 rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
@@ -247,6 +268,7 @@ def build_table(args: argparse.Namespace) -> dict:
         "resamples": args.resamples,
         "seeds": max(r["seeds"] for r in out_rows),
         "collapsed": sorted({r["label"] for r in out_rows if r["collapsed"]}),
+        "bands": [band_label(lo, hi) for lo, hi in BANDS] if match is not None else [],
         "rows": out_rows,
     }
 
@@ -273,11 +295,17 @@ FIELDS = (
 
 
 def to_csv(table: dict) -> str:
+    """One line per row and split; with bands, ``bleu <band>`` and ``n <band>`` columns."""
+    bands = table.get("bands", [])
+    fields = (*FIELDS, *(f"{k} {b}" for b in bands for k in ("bleu", "n")))
     buf = io.StringIO()
-    w = csv.DictWriter(buf, FIELDS, lineterminator="\n")
+    w = csv.DictWriter(buf, fields, lineterminator="\n")
     w.writeheader()
     for r in table["rows"]:
-        w.writerow({k: r.get(k, "") for k in FIELDS})
+        line = {k: r.get(k, "") for k in FIELDS}
+        for b in r.get("bands", []):
+            line |= {f"bleu {b['band']}": b["bleu"], f"n {b['band']}": b["n"]}
+        w.writerow(line)
     return buf.getvalue()
 
 
@@ -330,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     tb.add_argument("--memory-test", required=True, type=Path)
     tb.add_argument("--hits-dev", type=Path)
     tb.add_argument("--hits-test", type=Path)
+    tb.add_argument("--match-dev", type=Path, help="fuzzy-match scores (memory/dev.match.txt)")
+    tb.add_argument("--match-test", type=Path, help="fuzzy-match scores (memory/test.match.txt)")
     tb.add_argument(
         "--row",
         action="append",
@@ -355,8 +385,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "memory-use":
         memory_use(args)
     else:
-        if args.vanilla and not (args.train and args.hits_dev and args.hits_test):
-            raise InputError("--vanilla (the fuzzy-match switch) needs --train and --hits-*")
+        has_match = (args.match_dev and args.match_test) or (
+            args.train and args.hits_dev and args.hits_test
+        )
+        if args.vanilla and not has_match:
+            raise InputError(
+                "--vanilla (the fuzzy-match switch) needs --match-dev/--match-test, or --train "
+                "and --hits-*"
+            )
         table(args)
 
 

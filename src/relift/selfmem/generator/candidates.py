@@ -23,6 +23,7 @@ import torch
 
 from relift.io import LOG, InputError, atomic_path, run_cli, write_jsonl_atomic
 from relift.selfmem.data import load_memory, load_split, one_line
+from relift.selfmem.match import read_scores
 
 
 def plan_batches(
@@ -124,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--memory", type=Path, help="memories of that split, one per line (not for vanilla)"
     )
+    ap.add_argument(
+        "--match",
+        type=Path,
+        help="fuzzy-match scores of those memories, one per line (memory/<split>.match.txt): "
+        "needed by a generator trained with a memory recipe (threshold, marker)",
+    )
     ap.add_argument("--src-field", default="src")
     ap.add_argument("--trg-field", default="trg")
     ap.add_argument("--num-beams", type=int, default=8)
@@ -169,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.memory is None:
             raise InputError(f"the {gen.spec.arch} generator needs --memory")
         memories = load_memory(args.memory, split)
+        scores = read_scores(args.match, len(split)) if args.match else None
+        memories = gen.memory_view(memories, scores)
     sources = split.sources
     if args.max_examples:
         sources = sources[: args.max_examples]

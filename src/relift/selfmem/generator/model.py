@@ -87,6 +87,11 @@ class GeneratorSpec:
     max_source_length: int = 128
     max_memory_length: int = 128
     max_target_length: int = 128
+    # the memory recipe's inference part (relift.selfmem.generator.recipe): memories whose
+    # fuzzy match is below memory_min_match are withheld; memory_marker puts a bucket marker
+    # before each memory
+    memory_min_match: float = 0.0
+    memory_marker: bool = False
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -258,6 +263,16 @@ class Generator:
             raise InputError(f"cannot load the generator weights: {detail}", path=path) from None
         model.to(device).eval()
         return cls(model, tokenizer, spec)
+
+    def memory_view(self, memories: list[str] | None, scores: list[float] | None):
+        """The memories as this generator reads them: its recipe applied (withheld below
+        ``memory_min_match``, bucket marker) given each memory's fuzzy-match score. Every
+        caller (training, dev, candidates, diagnostics, loop) goes through here."""
+        from relift.selfmem.generator.recipe import memory_view
+
+        if memories is None or self.spec.arch == "vanilla":
+            return memories
+        return memory_view(memories, scores, self.spec.memory_min_match, self.spec.memory_marker)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write model, tokenizer and ``selfmem.json`` into ``path`` (an existing folder)."""

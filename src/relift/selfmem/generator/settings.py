@@ -65,6 +65,27 @@ class GeneratorSettings:
     memory_noise_share: float = setting(
         0.0, "share of training examples whose memory is a noised copy of their target"
     )
+    memory_withheld_share: float = setting(
+        0.0, "share of training examples whose memory is withheld (empty)"
+    )
+    memory_random_share: float = setting(
+        0.0, "share of training examples whose memory is a random training target (mismatched)"
+    )
+    memory_min_match: float = setting(
+        0.0,
+        "memories whose fuzzy match with the source is below this are withheld (empty), at "
+        "training and at inference (0 = always read)",
+    )
+    memory_marker: bool = setting(
+        False,
+        "a match-bucket marker (<fm0>..<fm3>: [0, 0.5), [0.5, 0.7), [0.7, 0.9), [0.9, 1]) "
+        "before every memory, at training and at inference",
+    )
+    warm_start: bool = setting(
+        False,
+        "joint/dual continue from the trained vanilla generator of the same seed (max_steps "
+        "more updates) instead of starting from scratch",
+    )
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy (0.1 in the paper)")
     eval_beams: int = setting(1, "beam size of the dev decoding (1 = greedy)")
     eval_batch_size: int = setting(64, "inputs per batch of the dev decoding")

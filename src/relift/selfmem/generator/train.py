@@ -32,7 +32,9 @@ import torch
 from relift.io import LOG, InputError, atomic_dir, run_cli
 from relift.selfmem.data import Split, load_memory, load_split, read_hit_ids
 from relift.selfmem.generator.model import ARCHS, Generator, GeneratorSpec, ModelSize
+from relift.selfmem.generator.recipe import mix_training_memory
 from relift.selfmem.generator.settings import GENERATOR_TRAIN_DEFAULTS, GeneratorSettings
+from relift.selfmem.match import BANDS, band_of, read_scores
 from relift.settings import add_settings, settings_from_args
 from relift.settings import fingerprint as settings_fingerprint
 from relift.train import BucketedBatches, seed_everything, train
@@ -50,6 +52,9 @@ RUN_ARGS = (
     "arch",
     "train_hits",
     "eval_metric",
+    "train_match",
+    "dev_match",
+    "init_generator",
 )
 # loop settings this CLI derives (save_every = eval_every, the best by --eval-metric) or that a
 # run does not set (micro_batch_size: DeepSpeed's)
@@ -93,68 +98,6 @@ class TiedSafe(torch.nn.Module):
         if strict and missing:
             raise RuntimeError(f"missing keys in state dict: {missing[:5]}")
         return type(res)(missing, res.unexpected_keys)  # tied aliases are not missing
-
-
-def _words(text: str) -> set[str]:
-    return set(text.lower().split())
-
-
-def word_dice(a: str, b: str) -> float:
-    """Dice overlap of the lower-cased word sets of two texts (0..1)."""
-    wa, wb = _words(a), _words(b)
-    return 2 * len(wa & wb) / (len(wa) + len(wb)) if wa or wb else 0.0
-
-
-def noised_copy(text: str, rng, vocab: list[str], p_drop: float = 0.1, p_swap: float = 0.15):
-    """The target as an imperfect memory: each word dropped with ``p_drop`` or replaced by a
-    random training-target word with ``p_swap``."""
-    out = []
-    for w in text.split():
-        u = rng.random()
-        if u < p_drop:
-            continue
-        out.append(vocab[rng.integers(len(vocab))] if u < p_drop + p_swap else w)
-    return " ".join(out)
-
-
-def mix_training_memory(
-    split: Split,
-    memories: list[str],
-    hits: list[list[int]] | None,
-    closest_share: float,
-    noise_share: float,
-    seed: int,
-) -> tuple[list[str], dict]:
-    """Training memories that teach the generator to trust good memory (fixed per example):
-
-    * a ``noise_share`` of examples get a noised copy of their own target (:func:`noised_copy`);
-    * a ``closest_share`` get, of their retrieved hits (``hits``: training-example ids, self
-      excluded), the one whose target is closest to theirs (word Dice);
-    * the rest keep their BM25 top-1 memory. Returns the memories and the counts."""
-    import numpy as np
-
-    if closest_share + noise_share > 1:
-        raise InputError(
-            f"memory shares add up to {closest_share + noise_share:.2f} > 1",
-            field="memory_closest_share",
-        )
-    if closest_share and hits is None:
-        raise InputError("--memory-closest-share needs --train-hits")
-    rng = np.random.default_rng([seed, 7])
-    vocab = sorted({w for t in split.targets for w in t.split()})
-    out, counts = list(memories), {"bm25": 0, "closest": 0, "noised_target": 0}
-    u = rng.random(len(split))
-    for i in range(len(split)):
-        if u[i] < noise_share:
-            out[i] = noised_copy(split.targets[i], rng, vocab)
-            counts["noised_target"] += 1
-        elif u[i] < noise_share + closest_share and hits[i]:
-            best = max(hits[i], key=lambda j: word_dice(split.targets[j], split.targets[i]))
-            out[i] = split.targets[best]
-            counts["closest"] += 1
-        else:
-            counts["bm25"] += 1
-    return out, counts
 
 
 def collate_fn(gen: Generator, split: Split, memories: list[str] | None):
@@ -260,6 +203,64 @@ def resolve_cpu_precision(precision: str, device: str) -> str:
     return "bf16" if native else "fp32"
 
 
+def build_generator(args, st: GeneratorSettings, tok, spec: GeneratorSpec, seed: int):
+    """The generator training starts from: a warm start (``--init-generator``: its weights,
+    this run's spec and recipe), a pretrained checkpoint, or from scratch; and the compute
+    already spent on it (``{"from", "steps", "train_seconds"}``)."""
+    init = {"from": "", "steps": 0, "train_seconds": 0.0}
+    if args.init_generator:
+        base = Generator.load(args.init_generator)
+        res_path = args.init_generator / "train_result.json"
+        done = json.loads(res_path.read_text()) if res_path.exists() else {}
+        init = {
+            "from": str(args.init_generator),
+            "steps": int(done.get("total_steps", done.get("steps", 0))),
+            "train_seconds": float(done.get("total_train_seconds", done.get("train_seconds", 0))),
+        }
+        LOG.info("warm start from %s (%d updates already)", args.init_generator, init["steps"])
+        return Generator(base.model, tok, spec), init
+    if st.pretrained:
+        return Generator.from_pretrained_model(st.pretrained, tok, spec), init
+    size = ModelSize(
+        st.d_model,
+        st.encoder_layers,
+        st.decoder_layers,
+        st.attention_heads,
+        st.ffn_dim,
+        st.dropout,
+        st.attention_dropout,
+        pre_ln=st.pre_ln,
+        copy=st.copy and args.arch != "dual",  # dual: no copy head
+        positions=st.positions,
+    )
+    return Generator.from_scratch(tok, spec, size, seed=seed), init
+
+
+def write_dev_curve(metrics: Path, out: Path, init: dict) -> None:
+    """``dev_curve.csv``: one line per dev evaluation of the loop's ``metrics.jsonl`` (updates
+    and training seconds, also counted from scratch through a warm start's ``init``)."""
+    import csv
+
+    recs = []
+    if metrics.exists():
+        recs = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    recs = [r for r in recs if r.get("kind") == "eval"]
+    keys = sorted({k for r in recs for k in r} - {"kind", "step", "tokens", "train_seconds"})
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "train_seconds", "total_steps", "total_train_seconds", *keys])
+        for r in recs:
+            w.writerow(
+                [
+                    r["step"],
+                    r["train_seconds"],
+                    r["step"] + init["steps"],
+                    round(r["train_seconds"] + init["train_seconds"], 3),
+                    *[r.get(k, "") for k in keys],
+                ]
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m relift.selfmem.generator.train",
@@ -286,6 +287,18 @@ def main(argv: list[str] | None = None) -> None:
         choices=("bleu", "rouge"),
         default="bleu",
         help="dev metric of the best checkpoint: bleu (translation) or rouge (summarisation)",
+    )
+    ap.add_argument(
+        "--train-match",
+        type=Path,
+        help="fuzzy-match scores of the training memories (memory/train.match.txt): the memory "
+        "recipe's threshold and marker, and the dev curve per match band",
+    )
+    ap.add_argument("--dev-match", type=Path, help="fuzzy-match scores of the dev memories")
+    ap.add_argument(
+        "--init-generator",
+        type=Path,
+        help="warm start: continue from this trained generator folder (e.g. the vanilla one)",
     )
     ap.add_argument(
         "--work-dir", required=True, type=Path, help="checkpoints and metrics (resumable)"
@@ -315,22 +328,26 @@ def main(argv: list[str] | None = None) -> None:
     dev = load_split(args.dev, args.src_field, args.trg_field)
     uses_memory = args.arch != "vanilla"
     train_mem = load_memory(args.train_memory, train_split) if uses_memory else None
-    if uses_memory and (st.memory_closest_share or st.memory_noise_share):
+    train_sc = read_scores(args.train_match, len(train_split)) if args.train_match else None
+    shares = {
+        "withheld": st.memory_withheld_share,
+        "random": st.memory_random_share,
+        "closest": st.memory_closest_share,
+        "noised_target": st.memory_noise_share,
+    }
+    if uses_memory and any(shares.values()):
         hits = read_hit_ids(args.train_hits, len(train_split)) if args.train_hits else None
-        train_mem, counts = mix_training_memory(
-            train_split,
-            train_mem,
-            hits,
-            st.memory_closest_share,
-            st.memory_noise_share,
-            cfg.seed,
+        train_mem, train_sc, counts = mix_training_memory(
+            train_split, train_mem, train_sc, hits, shares, cfg.seed
         )
         LOG.info("training memories: %s", counts)
     dev_mem = load_memory(args.dev_memory, dev) if uses_memory else None
+    dev_sc = read_scores(args.dev_match, len(dev)) if args.dev_match else None
     if st.dev_max_examples:
         n = st.dev_max_examples
         dev = Split(dev.path, dev.sources[:n], dev.targets[:n], dev.lines[:n])
         dev_mem = dev_mem[:n] if dev_mem else None
+        dev_sc = dev_sc[:n] if dev_sc else None
 
     # a changed configuration must not resume from the old checkpoints
     run_args = {k: v for k, v in vars(args).items() if k in RUN_ARGS}
@@ -349,25 +366,17 @@ def main(argv: list[str] | None = None) -> None:
 
     tok = load_tokenizer(args.tokenizer)
     spec = GeneratorSpec(
-        args.arch, st.max_source_length, st.max_memory_length, st.max_target_length
+        args.arch,
+        st.max_source_length,
+        st.max_memory_length,
+        st.max_target_length,
+        memory_min_match=st.memory_min_match,
+        memory_marker=st.memory_marker,
     )
     seed_everything(cfg.seed)
-    if st.pretrained:
-        gen = Generator.from_pretrained_model(st.pretrained, tok, spec)
-    else:
-        size = ModelSize(
-            st.d_model,
-            st.encoder_layers,
-            st.decoder_layers,
-            st.attention_heads,
-            st.ffn_dim,
-            st.dropout,
-            st.attention_dropout,
-            pre_ln=st.pre_ln,
-            copy=st.copy and args.arch != "dual",  # dual: no copy head
-            positions=st.positions,
-        )
-        gen = Generator.from_scratch(tok, spec, size, seed=cfg.seed)
+    gen, init = build_generator(args, st, tok, spec, cfg.seed)
+    # every memory the generator reads goes through its recipe (threshold, marker)
+    train_mem, dev_mem = gen.memory_view(train_mem, train_sc), gen.memory_view(dev_mem, dev_sc)
     n_params = sum(p.numel() for p in gen.model.parameters())
     LOG.info(
         "%s generator: %.2fM parameters, %d training pairs, %d dev pairs",
@@ -389,14 +398,20 @@ def main(argv: list[str] | None = None) -> None:
         g = Generator(model.generator, tok, spec)
         t0 = time.time()
         hyps = decode_split(g, dev.sources, dev_mem, st.eval_beams, st.eval_batch_size)
-        return {
-            args.eval_metric: dev_metric(args.eval_metric, hyps, dev.targets),
-            "decode_seconds": time.time() - t0,
-        }
+        out = {args.eval_metric: dev_metric(args.eval_metric, hyps, dev.targets)}
+        if dev_sc is not None:  # the dev curve per match band
+            for b in range(len(BANDS)):
+                idx = [i for i, x in enumerate(dev_sc) if band_of(x) == b]
+                if idx:
+                    out[f"{args.eval_metric}_band{b}"] = dev_metric(
+                        args.eval_metric, [hyps[i] for i in idx], [dev.targets[i] for i in idx]
+                    )
+        return out | {"decode_seconds": time.time() - t0}
 
     def export_fn(model, result):
         with atomic_dir(args.output) as tmp:
             Generator(model.generator, tok, spec).save(tmp)
+            write_dev_curve(args.work_dir / "metrics.jsonl", tmp / "dev_curve.csv", init)
             (tmp / "train_result.json").write_text(
                 json.dumps(
                     {
@@ -407,6 +422,12 @@ def main(argv: list[str] | None = None) -> None:
                         "best_dev": result.best_value,
                         "stopped_early": result.stopped_early,
                         "train_seconds": round(result.train_seconds, 1),
+                        # warm start: the generator it continued from (its compute counts too)
+                        "init": init,
+                        "total_steps": result.step + init["steps"],
+                        "total_train_seconds": round(
+                            result.train_seconds + init["train_seconds"], 1
+                        ),
                         "parameters": n_params,
                         "last_eval": result.last_metrics,
                         "wall_seconds": round(time.time() - t_start, 1),

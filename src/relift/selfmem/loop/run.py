@@ -165,10 +165,12 @@ def cmd_generate(args) -> None:
     from relift.selfmem.data import load_memory, load_split
     from relift.selfmem.generator.candidates import generate_candidates
     from relift.selfmem.generator.model import Generator
+    from relift.selfmem.match import read_scores as read_match_scores
 
     data = split_map(args.data, "--data")
     beams = split_map(args.beams, "--beams")
     memory = split_map(args.memory, "--memory")
+    match = split_map(args.match, "--match")
     out_jsonl = split_map(args.output_jsonl, "--output-jsonl")
     out_txt = split_map(args.output_txt, "--output-txt")
     if bool(beams) == bool(memory):
@@ -199,6 +201,8 @@ def cmd_generate(args) -> None:
             mems = [b[args.slot].memory for b in slots]
         else:
             mems = load_memory(memory[split], sp)
+        scores = read_match_scores(match[split], len(sp)) if split in match else None
+        mems = gen.memory_view(mems, scores)
         t0 = time.time()
         res = generate_candidates(
             gen,
@@ -332,6 +336,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--beams", **many, help="beams file per split (memory of --slot)")
     p.add_argument("--slot", type=int, default=0)
     p.add_argument("--memory", **many, help="memory file per split")
+    p.add_argument(
+        "--match",
+        **many,
+        help="fuzzy-match scores of each split's retrieved memory (memory/<split>.match.txt): "
+        "a generator with a memory recipe reads every memory of that example with that score",
+    )
     p.add_argument("--num-beams", type=int, default=5)
     p.add_argument("--num-return-sequences", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)

@@ -1,0 +1,148 @@
+"""The memory recipe (relift.selfmem.generator.recipe): threshold, bucket marker, training
+shares and warm start, applied the same way at training and at inference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_selfmem_memory import PAIRS, QUERIES, write_split
+
+from relift.io import InputError, run_cli
+from relift.selfmem.data import load_split
+from relift.selfmem.generator import candidates
+from relift.selfmem.generator import tokenizer as sm_tokenizer
+from relift.selfmem.generator import train as train_generator
+from relift.selfmem.generator.model import Generator
+from relift.selfmem.generator.recipe import MARKERS, marker, memory_view, mix_training_memory
+from relift.selfmem.match import BANDS, band_of, fuzzy_match, read_scores
+
+TINY = ["--d-model", "32", "--encoder-layers", "1", "--decoder-layers", "1"]
+TINY += ["--attention-heads", "2", "--ffn-dim", "64", "--batch-size", "4", "--max-tokens", "0"]
+TINY += ["--warmup-steps", "1", "--eval-every", "2", "--log-every", "2"]
+TINY += ["--max-target-length", "12", "--threads", "1", "--no-progress", "--device", "cpu"]
+
+
+def test_threshold_withholds_exactly_the_memories_below_it():
+    mems = ["a", "b", "c", "d", ""]
+    scores = [0.2, 0.5, 0.49999, 0.95, 0.99]
+    assert memory_view(mems, scores, 0.5, False) == ["", "b", "", "d", ""]
+    assert memory_view(mems, scores, 0.0, False) == mems
+    marked = memory_view(mems, scores, 0.5, True)
+    assert marked == ["", "<fm1> b", "", "<fm3> d", ""]
+    with pytest.raises(InputError, match="match"):
+        memory_view(mems, None, 0.5, False)
+
+
+def test_marker_buckets_are_the_bands():
+    assert [marker(s) for s in (0.0, 0.49, 0.5, 0.69, 0.7, 0.89, 0.9, 1.0)] == [
+        MARKERS[i] for i in (0, 0, 1, 1, 2, 2, 3, 3)
+    ]
+    assert len(MARKERS) == len(BANDS)
+    assert [band_of(s) for s in (0.0, 0.5, 0.7, 0.9, 1.0)] == [0, 1, 2, 3, 3]
+
+
+def test_training_shares_and_their_scores():
+    split = load_split(write_split(Path("/tmp/relift_recipe_split.jsonl"), PAIRS * 20))
+    n = len(split)
+    mems = [split.targets[(i + 1) % n] for i in range(n)]
+    scores = [fuzzy_match(split.sources[i], split.sources[(i + 1) % n]) for i in range(n)]
+    shares = {"withheld": 0.2, "random": 0.2, "noised_target": 0.2}
+    out, sc, counts = mix_training_memory(split, mems, scores, None, shares, seed=0)
+    assert sum(counts.values()) == n and all(counts[k] > 0.1 * n for k in shares)
+    assert sum(m == "" for m in out) >= counts["withheld"]
+    # a replaced memory's score is what it would be: noised copies of the target score high
+    changed = [i for i in range(n) if out[i] != mems[i] and out[i]]
+    assert changed and all(0.0 <= sc[i] <= 1.0 for i in changed)
+    again = mix_training_memory(split, mems, scores, None, shares, seed=0)
+    assert again[0] == out  # fixed per example
+    with pytest.raises(InputError, match="add up"):
+        mix_training_memory(split, mems, scores, None, {"withheld": 0.7, "random": 0.4}, 0)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    d = tmp_path_factory.mktemp("recipe")
+    tok_dir = d / "tokenizer"
+    train = write_split(d / "train.jsonl", PAIRS)
+    dev = write_split(d / "dev.jsonl", QUERIES)
+    assert run_cli(sm_tokenizer.main, ["--train", str(train), "--vocab-size", "400",
+                                       "--output", str(tok_dir)]) == 0  # fmt: skip
+    (d / "train.mem").write_text("".join(t + "\n" for _, t in PAIRS[1:] + PAIRS[:1]))
+    (d / "dev.mem").write_text("".join(t + "\n" for _, t in PAIRS[: len(QUERIES)]))
+    rng = np.random.default_rng(0)
+    (d / "train.match").write_text("".join(f"{x:.4f}\n" for x in rng.random(len(PAIRS))))
+    (d / "dev.match").write_text("".join(f"{x:.4f}\n" for x in rng.random(len(QUERIES))))
+    return d
+
+
+def _train(d: Path, arch: str, name: str, extra=(), steps=2):
+    out = d / name
+    args = ["--train", str(d / "train.jsonl"), "--dev", str(d / "dev.jsonl")]
+    args += ["--tokenizer", str(d / "tokenizer"), "--arch", arch, *TINY]
+    args += ["--max-steps", str(steps), "--work-dir", str(d / f"{name}.work"), "--output", str(out)]
+    if arch != "vanilla":
+        args += ["--train-memory", str(d / "train.mem"), "--dev-memory", str(d / "dev.mem")]
+        args += ["--train-match", str(d / "train.match"), "--dev-match", str(d / "dev.match")]
+    assert run_cli(train_generator.main, [*args, *extra]) == 0
+    return out
+
+
+def test_marker_and_threshold_identical_at_training_and_inference(task, monkeypatch):
+    seen = {"train": {}, "infer": {}}
+    real_batch, real_generate = Generator.batch, Generator.generate
+
+    def spy_batch(self, sources, memories, targets=None):
+        if targets is not None:
+            seen["train"].update(zip(sources, memories, strict=True))
+        return real_batch(self, sources, memories, targets)
+
+    def spy_generate(self, sources, memories, *a, **k):
+        seen["infer"].update(zip(sources, memories or [], strict=False))
+        return real_generate(self, sources, memories, *a, **k)
+
+    monkeypatch.setattr(Generator, "batch", spy_batch)
+    monkeypatch.setattr(Generator, "generate", spy_generate)
+    recipe = ["--memory-min-match", "0.4", "--memory-marker"]
+    out = _train(task, "joint", "marked", recipe, steps=4)
+    spec = json.loads((out / "selfmem.json").read_text())
+    assert spec["memory_min_match"] == 0.4 and spec["memory_marker"] is True
+    # training: exactly the memories below 0.4 are withheld, the others carry their marker
+    tr = load_split(task / "train.jsonl")
+    tr_mem = (task / "train.mem").read_text().splitlines()
+    tr_sc = read_scores(task / "train.match")
+    assert len(seen["train"]) == len(tr.sources)
+    for s, m, x in zip(tr.sources, tr_mem, tr_sc, strict=True):
+        assert seen["train"][s] == ("" if x < 0.4 else f"{marker(x)} {m}")
+    # inference (candidates CLI, training-split inputs): the same view for the same example
+    seen["infer"].clear()
+    args = ["--generator", str(out), "--data", str(task / "train.jsonl")]
+    args += ["--memory", str(task / "train.mem"), "--match", str(task / "train.match")]
+    args += ["--num-beams", "2", "--num-return-sequences", "1", "--batch-size", "4"]
+    args += ["--output-jsonl", str(task / "c.jsonl"), "--output-txt", str(task / "c.txt")]
+    assert run_cli(candidates.main, args) == 0
+    assert seen["infer"] == seen["train"]
+    # a recipe generator refuses memories without their scores
+    bad = [a for a in args if a not in ("--match", str(task / "train.match"))]
+    assert run_cli(candidates.main, bad) != 0
+
+
+def test_warm_start_continues_from_the_vanilla_weights(task):
+    van = _train(task, "vanilla", "van", steps=2)
+    # a tiny learning rate: one update leaves the weights where the warm start put them
+    warm = _train(task, "joint", "warm", ["--init-generator", str(van), "--lr", "1e-9"], 1)
+    scratch = _train(task, "joint", "scratch", ["--lr", "1e-9", "--seed", "5"], 1)
+    w_van, w_warm, w_scr = (Generator.load(p).model.state_dict() for p in (van, warm, scratch))
+    key = next(k for k in w_van if "encoder.layers.0" in k and k.endswith("weight"))
+    assert torch.allclose(w_van[key], w_warm[key], atol=1e-5)
+    assert not torch.allclose(w_van[key], w_scr[key], atol=1e-3)
+    res = json.loads((warm / "train_result.json").read_text())
+    done = json.loads((van / "train_result.json").read_text())
+    assert res["init"]["steps"] == 2 and res["total_steps"] == 3
+    assert res["total_train_seconds"] >= done["train_seconds"]
+    curve = (warm / "dev_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("step,train_seconds,total_steps,total_train_seconds")
+    assert curve[1].split(",")[:3:2] == ["1", "3"]
