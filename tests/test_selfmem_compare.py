@@ -187,3 +187,17 @@ def test_table_cli_seeds(tmp_path):
         f"joint + BM25 memory|generator|{j0};{j1}|{j0}"
     )
     assert run_cli(compare.main, bad) != 0
+
+
+def test_band_counts_sum_to_the_split_and_scores_are_per_band():
+    refs = ["das ist ein haus", "der hund bellt laut", "ein kleiner test hier", "gut gemacht"] * 3
+    hyps = [refs[0], "falsch", refs[2], "gut"] * 3
+    match = [0.1, 0.55, 0.75, 0.95, 0.0, 0.6, 0.8, 1.0, 0.49, 0.69, 0.89, 0.9]
+    bands = compare.band_scores([hyps], refs, match)
+    assert [b["n"] for b in bands] == [3, 3, 3, 3]
+    assert sum(b["n"] for b in bands) == len(refs)
+    assert [b["band"] for b in bands] == ["[0, 0.5)", "[0.5, 0.7)", "[0.7, 0.9)", "[0.9, 1]"]
+    # band [0.7, 0.9) holds exact copies only of refs[2] and refs[0]: BLEU 100
+    assert bands[2]["bleu"] == 100.0 and bands[1]["bleu"] < 50
+    empty = compare.band_scores([hyps[:2]], refs[:2], [0.1, 0.2])
+    assert [b["n"] for b in empty] == [2, 0, 0, 0] and empty[3]["bleu"] is None

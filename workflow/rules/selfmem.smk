@@ -143,7 +143,7 @@ rule selfmem_train_generator:
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
         # the whole section as one value: a changed setting reruns the job
-        settings=settings_json(SELFMEM_GENERATOR, drop=("gpus",)),
+        settings=sm_generator_settings,
         seed=sm_seed,
         arch=sm_base_arch,
         device=config["device"],

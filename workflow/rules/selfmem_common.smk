@@ -39,6 +39,20 @@ SELFMEM_GENERATOR = SELFMEM["generator"]
 SELFMEM_CANDIDATES = SELFMEM["candidates"]
 
 
+def sm_generator_settings(wildcards):
+    """selfmem.generator as one --settings JSON: a warm-started memory arch trains with the
+    warm_start_train values (its continuation's updates and schedule); vanilla, which never
+    continues from anything, does not depend on the warm-start keys."""
+    arch, _ = sm_arch_seed(wildcards.arch)
+    section = dict(SELFMEM_GENERATOR)
+    continuation = section.pop("warm_start_train")
+    if arch == "vanilla":
+        section.pop("warm_start")
+    elif section["warm_start"]:
+        section |= continuation
+    return settings_json(section, drop=("gpus",))
+
+
 def sm_warm_start(wildcards):
     """The trained vanilla generator of the same seed, where a memory arch continues from it
     (selfmem.generator.warm_start); else no input."""

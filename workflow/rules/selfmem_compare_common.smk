@@ -16,6 +16,7 @@ def sm_compare_inputs(wildcards):
         "hyps": [
             f"{base}/hypotheses/{a}/{s}.txt" for a in SELFMEM_ARCHS for s in LOOP_SPLITS
         ],
+        "generators": [f"{base}/generator/{a}" for a in SELFMEM_ARCHS],
         "diag": [
             f"{base}/diagnostics/{a}/{s}.{kind}.txt"
             for a in LOOP_ARCHS
@@ -59,7 +60,8 @@ def sm_compare_args(wildcards):
         dev, test = (
             _sm_seed_files(a, f"{base}/hypotheses/{{a}}/{s}.txt") for s in LOOP_SPLITS
         )
-        args.append(f"--row {q(f'{_sm_row_label(a)}|generator|{dev}|{test}')}")
+        info = _sm_seed_files(a, f"{base}/generator/{{a}}/train_result.json")
+        args.append(f"--row {q(f'{_sm_row_label(a)}|generator|{dev}|{test}|{info}')}")
     for a in loop_archs:
         for kind, label in (
             ("empty", f"{a} + empty memory|diagnostic"),

@@ -55,6 +55,19 @@ def match_scores(args: argparse.Namespace, data: dict) -> dict | None:
     return None
 
 
+def training_compute(paths: list[str]) -> dict:
+    """Updates and training seconds behind a generator row (mean over its seeds), counted from
+    scratch: a warm start's continuation adds the compute of the generator it started from."""
+    import json
+
+    ups, secs = [], []
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        ups.append(r.get("total_steps", r["steps"]))
+        secs.append(r.get("total_train_seconds", r["train_seconds"]))
+    return {"updates": round(sum(ups) / len(ups)), "train_seconds": round(sum(secs) / len(secs))}
+
+
 def band_scores(runs: list[list[str]], refs: list[str], match: list[float]) -> list[dict]:
     """BLEU per fuzzy-match band (mean over seeds) and the band's item count."""
     out = []
@@ -153,7 +166,8 @@ def build_table(args: argparse.Namespace) -> dict:
     add("copy the BM25 memory", "baseline", {s: [memory[s]] for s in SPLITS})
     switch_row = None  # the fuzzy-match switch, when --vanilla asks for it
     for spec in args.row:
-        label, kind, dev, test = _parse(spec, 4, "--row")
+        parts = spec.split("|")
+        label, kind, dev, test = _parse("|".join(parts[:4]), 4, "--row")
         devs, tests = seeds_of(dev), seeds_of(test)
         if len(devs) != len(tests) or not devs:
             raise InputError(f"--row {label!r}: dev and test seed lists differ")
@@ -165,6 +179,8 @@ def build_table(args: argparse.Namespace) -> dict:
                 "test": [read_lines(p, label) for p in tests],
             },
         )
+        if len(parts) > 4:  # the generators' train_result.json: the compute behind the row
+            rows[-1]["compute"] = training_compute(seeds_of(parts[4]))
     if args.vanilla:
         van = next((r for r in rows if r["label"] == args.vanilla), None)
         if van is None:
@@ -252,6 +268,8 @@ def build_table(args: argparse.Namespace) -> dict:
             }
             if match is not None:
                 rec["bands"] = band_scores(runs, refs[s], match[s])
+            if "compute" in r:
+                rec |= r["compute"]
             if r is not ref_row:
                 bs = paired_bootstrap(runs, ref_row["hyps"][s], refs[s], args.resamples, args.seed)
                 rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
@@ -290,6 +308,8 @@ FIELDS = (
     "ci95",
     "delta_vs_switch",
     "p_vs_switch",
+    "updates",
+    "train_seconds",
     "note",
 )
 
