@@ -271,4 +271,4 @@ def test_landing_page_carries_verdicts_and_headlines(tmp_path):
     assert page.startswith("<div id='relift-landing' class='relift'><style>")
     assert "<b>Selfmem (tm_ende)</b>" in page and "<b>ReGPT</b>" in page
     assert "test BLEU 40.00" in page and "2.500" in page
-    assert "No flag raised on test." in page
+    assert "<b>Flags</b> (test): none raised." in page

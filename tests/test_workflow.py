@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, snakemake
 
+from relift.report.regpt import read_csv
+
 pytestmark = pytest.mark.slow
 
 
@@ -62,6 +64,48 @@ def test_dag_builds_phrase_table(tiny_run):
     assert set(tm["train"]).isdisjoint(tm["test"])
 
 
+def report_description(tiny_run: Path) -> tuple[str, dict]:
+    """`snakemake --report` of the tiny run: the workflow description (HTML) and the results."""
+    snakemake(tiny_run, "--report", "report.html")
+    page = (tiny_run / "report.html").read_text()
+    desc = re.search(r"var workflow_desc = (.*);\n", page).group(1)
+    results = re.search(r"var results = (.*);\n", page).group(1)
+    return json.loads(desc), json.loads(results)
+
+
+def test_report_opens_on_the_run_headline(tiny_run):
+    """The report's landing description carries this run's headline numbers and verdicts, read
+    here from the run's own tables, and links every detail page."""
+    from relift.selfmem.evaluation import findings
+
+    desc, results = report_description(tiny_run)
+    assert "<h1>What this run shows</h1>" in desc and "id='relift-landing'" in desc
+    r = tiny_run / "results"
+    table = json.loads((r / "selfmem/tm_ende/report/comparison.json").read_text())
+    ref = findings.reference_row(table)
+    switch = findings.switch_row(findings.rows_of(table))
+    assert f"{ref['label']}: test BLEU {ref['bleu']:.2f}." in desc
+    assert f"<td class='num'>{switch['bleu']:.2f}</td>" in desc
+    for f in findings.flags(table):
+        assert f"<b>{f.title}</b>" in desc
+    assert "<b>Selfmem (tm_ende)</b>" in desc and "<b>ReGPT</b>" in desc
+    bpb = {
+        row["model"]: float(row["bits_per_byte"]) for row in read_csv(r / "regpt/eval_table.csv")
+    }
+    assert f"ReGPT stage 2: {bpb['stage2']:.3f} bits per byte" in desc
+    assert f"<td class='num'>{bpb['unigram floor (stage2)']:.3f}</td>" in desc
+    for row in read_csv(r / "regpt/equal_compute.csv"):
+        assert f"<td class='num'>{float(row['budget_seconds']):.0f}</td>" in desc
+    # every detail page is linked; the figures are in the report, captioned
+    for path in results:
+        if not path.endswith("landing.html"):
+            assert f">{path}</a>" in desc, path
+    for name in ("bleu_bars", "bleu_bands", "learning_curves"):
+        fig = results[f"results/selfmem/tm_ende/report/{name}.png"]
+        assert fig["caption"] and fig["mime_type"] == "image/png"
+    assert results["results/regpt/dev_curves.png"]["caption"]
+
+
 def test_nothing_to_do_after_a_run(tiny_run):
     assert planned_jobs(tiny_run) == {}
 
@@ -102,7 +146,11 @@ NEGATIVES_DEPENDANTS = {
     "regpt_evaluate",
     "regpt_generate",
     "regpt_report",
+    "regpt_dev_curves",
+    "report_landing",
 }
+# the report's figures and landing page, rebuilt from the tables they read
+REPORT_RULES = {"selfmem_figures", "report_landing"}
 EMBEDDINGS_DEPENDANTS = NEGATIVES_DEPENDANTS
 
 
@@ -115,6 +163,8 @@ def test_stage2_setting_reruns_only_stage2_and_dependants(tiny_run, tmp_path):
         "regpt_evaluate",
         "regpt_generate",
         "regpt_report",
+        "regpt_dev_curves",
+        "report_landing",
     }
     assert jobs["regpt_evaluate"] == 2  # stage 2 and the baseline, not stage 1
 
@@ -125,14 +175,18 @@ def test_selector_setting_does_not_retrain_the_generator(tiny_run, tmp_path):
     assert "selfmem_selector_train" in jobs
     # the comparison table reads the loop's hypotheses, so it is rebuilt too
     assert all(
-        j.startswith(("selfmem_selector_", "selfmem_loop_")) or j == "selfmem_compare" for j in jobs
+        j.startswith(("selfmem_selector_", "selfmem_loop_"))
+        or j in {"selfmem_compare"} | REPORT_RULES
+        for j in jobs
     ), jobs
 
 
 def test_more_iterations_only_add_new_iterations(tiny_run, tmp_path):
     it = overlay(tmp_path, "it.yaml", "selfmem:\n  loop:\n    iterations: 3\n")
     jobs = set(planned_jobs(tiny_run, configfiles=[it])) - {"all"}
-    assert jobs and all(j.startswith("selfmem_loop_") or j == "selfmem_compare" for j in jobs)
+    assert jobs and all(
+        j.startswith("selfmem_loop_") or j in {"selfmem_compare"} | REPORT_RULES for j in jobs
+    )
     assert "selfmem_loop_iter0" not in jobs
 
 

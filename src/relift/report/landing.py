@@ -70,6 +70,23 @@ def selfmem_table(t: dict, split: str = "test") -> Raw:
     return table(head, body, numeric={1, 2, 3}, row_classes=classes)
 
 
+def flags_line(t: dict) -> str:
+    """The test flags in one box: what each is about (the rows, or how many); the table's last
+    column marks the rows, the comparison page gives the numbers."""
+    flags = findings.flags(t, "test")
+    if not flags:
+        return "<div class='flag ok'><b>Flags</b> (test): none raised.</div>"
+    items = [
+        f"<b>{_e(f.title)}</b>: "
+        + _e("; ".join(f.rows) if len(f.rows) <= 2 else f"{len(f.rows)} rows")
+        for f in flags
+    ]
+    return (
+        "<div class='flag'><b>Flags</b> (test) · " + " · ".join(items) + ". Each row's flags are "
+        "in the table's last column; the comparison page gives the numbers.</div>"
+    )
+
+
 def verdict_line(system: str, text: str) -> str:
     text = _e(text)
     for word, cls in (("Holds:", "holds"), ("Does not hold:", "fails")):
@@ -78,11 +95,7 @@ def verdict_line(system: str, text: str) -> str:
 
 
 def selfmem_section(task: str, t: dict) -> str:
-    flags = findings.flags(t, "test")
-    parts = [f"<h2>Selfmem, task {_e(task)}: test BLEU</h2>"]
-    parts += [f"<div class='flag'><b>{_e(f.title)}</b>: {_e(f.text)}.</div>" for f in flags] or [
-        "<div class='flag ok'>No flag raised on test.</div>"
-    ]
+    parts = [f"<h2>Selfmem, task {_e(task)}: test BLEU</h2>", flags_line(t)]
     parts.append(selfmem_table(t))
     parts.append(
         f"<p class='muted'>Paired bootstrap ({t.get('resamples', '?')} resamples) against the "

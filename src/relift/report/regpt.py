@@ -108,7 +108,7 @@ def headline_table(rows: list[dict]) -> Raw:
             ]
             + [num(_float(by_model[name].get("acc@1")), ".3f")]
         )
-    head = ["model", "bits/byte", "unigram floor", "bigram floor", "− unigram", "− bigram"]
+    head = ["model", "bits/byte", "unigram floor", "bigram floor", "vs unigram", "vs bigram"]
     return table(head + ["acc@1"], body, numeric={1, 2, 3, 4, 5, 6})
 
 

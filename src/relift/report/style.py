@@ -52,7 +52,10 @@ def esc(x) -> str:
 def num(x, spec: str = ".2f", signed: bool = False) -> str:
     if x is None or x == "":
         return "–"
-    return format(float(x), ("+" if signed else "") + spec)
+    text = format(float(x), ("+" if signed else "") + spec)
+    if float(text) == 0:  # no negative zero
+        text = text.replace("-", "+" if signed else "", 1)
+    return text
 
 
 def signed_cell(delta, p=None, ci=None, lower_is_better: bool = False, spec=".2f") -> Raw:

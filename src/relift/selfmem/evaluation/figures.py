@@ -65,12 +65,12 @@ def _wrap(label: str, width: int = 34) -> str:
 
 def _baseline_lines(ax, rows: list[dict], vertical: bool) -> None:
     line = ax.axvline if vertical else ax.axhline
-    for row, style, name in (
-        (findings.copy_row(rows), "--", "copy the BM25 memory"),
-        (findings.switch_row(rows), ":", "fuzzy-match switch"),
+    for row, style, color, name in (
+        (findings.copy_row(rows), "--", "#57606a", "copy the BM25 memory"),
+        (findings.switch_row(rows), ":", "#8250df", "fuzzy-match switch"),
     ):
         if row and row.get("bleu") is not None:
-            line(row["bleu"], color="k", ls=style, lw=1.2, label=f"{name} ({row['bleu']:.2f})")
+            line(row["bleu"], color=color, ls=style, lw=1.6, label=f"{name} ({row['bleu']:.2f})")
 
 
 def bleu_bars(table: dict, path: Path, split: str = "test") -> None:
@@ -108,7 +108,10 @@ def bleu_bars(table: dict, path: Path, split: str = "test") -> None:
     ax.set_yticks(y, [_wrap(r["label"]) for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"{split} BLEU" + (" (95% bootstrap interval)" if xerr else ""))
-    ax.legend(fontsize=8, loc="lower right")
+    from matplotlib.transforms import offset_copy
+
+    below = offset_copy(ax.transAxes, fig=fig, y=-34, units="points")  # under the x label
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below, ncol=2)
     ax.grid(axis="x", alpha=0.3)
     if with_delta:
         _delta_panel(axes[0][1], rows, table["reference_row"])
@@ -118,7 +121,10 @@ def bleu_bars(table: dict, path: Path, split: str = "test") -> None:
 
 def _delta_panel(ax, rows: list[dict], reference: str) -> None:
     for yi, r in enumerate(rows):
-        if r.get("ci95") and r.get("delta_vs_ref") is not None:
+        if r.get("label") == reference:
+            ax.plot(0, yi, "D", color="#0969da", ms=5)
+            ax.annotate(" reference", (0, yi), va="center", fontsize=8, color="#0969da")
+        elif r.get("ci95") and r.get("delta_vs_ref") is not None:
             d, (lo, hi) = r["delta_vs_ref"], r["ci95"]
             sig = hi < 0 or lo > 0
             ax.errorbar(

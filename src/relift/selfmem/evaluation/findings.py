@@ -34,6 +34,7 @@ class Flag:
     key: str
     title: str
     text: str
+    rows: list[str]  # the labels of the rows it is about
 
 
 @dataclass
@@ -75,8 +76,12 @@ def systems(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("kind") in SYSTEM_KINDS and r.get("bleu") is not None]
 
 
-def fmt(x, spec: str = ".2f") -> str:
-    return "n/a" if x is None else format(x, spec)
+def fmt(x, spec: str = ".2f", signed: bool = False) -> str:
+    """A number as text, without a negative zero ("-0.00")."""
+    if x is None:
+        return "n/a"
+    text = format(x, ("+" if signed else "") + spec)
+    return text.replace("-", "+" if signed else "", 1) if float(text) == 0 else text
 
 
 def _row_list(rows: list[dict]) -> str:
@@ -115,16 +120,12 @@ def flags(table: dict, split: str = "test") -> list[Flag]:
     out = []
     collapsed = [r["label"] for r in rows if r.get("collapsed")]
     if collapsed:
-        out.append(
-            Flag(
-                "collapse",
-                "Collapse",
-                "fewer than 90% distinct outputs in: " + "; ".join(collapsed),
-            )
-        )
+        text = "fewer than 90% distinct outputs in: " + "; ".join(collapsed)
+        out.append(Flag("collapse", "Collapse", text, collapsed))
     not_read = memory_not_read(rows)
     if not_read:
-        out.append(Flag("memory-not-read", "Memory not read", ". ".join(not_read)))
+        labels = [s.split(":", 1)[0] + BM25_SUFFIX for s in not_read]
+        out.append(Flag("memory-not-read", "Memory not read", ". ".join(not_read), labels))
     copy, sw = copy_row(rows), switch_row(rows)
     for key, title, base in (
         ("below-copy", "Below copying the memory", copy),
@@ -139,6 +140,7 @@ def flags(table: dict, split: str = "test") -> list[Flag]:
                     key,
                     title,
                     f"{base['label']} scores {fmt(base['bleu'])}; below it: " + _row_list(below),
+                    [r["label"] for r in below],
                 )
             )
     return out
@@ -161,7 +163,8 @@ def _beats_by_ci(ref: dict, other: dict | None, name: str) -> Claim | None:
     return Claim(
         f"beats {name}",
         hi < 0,
-        f"{fmt(other['bleu'])}; Δ {d:+.2f}, 95% interval [{-hi:+.2f}, {-lo:+.2f}]",
+        f"{fmt(other['bleu'])}; Δ {fmt(d, signed=True)}, 95% interval "
+        f"[{fmt(-hi, signed=True)}, {fmt(-lo, signed=True)}]",
     )
 
 
@@ -172,7 +175,7 @@ def _beats_switch(ref: dict, sw: dict | None) -> Claim | None:
     return Claim(
         "beats the fuzzy-match switch",
         p is not None and p < 0.05,
-        f"{fmt(sw['bleu'])}; Δ {ref['delta_vs_switch']:+.2f}, {_p(p)}",
+        f"{fmt(sw['bleu'])}; Δ {fmt(ref['delta_vs_switch'], signed=True)}, {_p(p)}",
     )
 
 
@@ -207,7 +210,7 @@ def _loop_beats_bm25(loop: dict | None) -> Claim | None:
     return Claim(
         "self memory beats BM25 memory",
         p is not None and p < 0.05,
-        f"{loop['label']} {fmt(loop['bleu'])}; Δ {loop['delta_vs_ref']:+.2f}, {_p(p)}",
+        f"{loop['label']} {fmt(loop['bleu'])}; Δ {fmt(loop['delta_vs_ref'], signed=True)}, {_p(p)}",
     )
 
 
