@@ -52,7 +52,12 @@ def run(name, args, out: Path, threads: int) -> dict:
         cmd += ["--tokenizer", "results/selfmem/tm_ende/tokenizer", "--arch", arch]
         cmd += ["--train-memory", str(MEM / "train.txt"), "--dev-memory", str(MEM / "dev.txt")]
         cmd += ["--train-match", str(MEM / "train.match.txt")]
-        cmd += ["--dev-match", str(MEM / "dev.match.txt"), "--train-hits", str(MEM / "train.hits.jsonl")]
+        cmd += [
+            "--dev-match",
+            str(MEM / "dev.match.txt"),
+            "--train-hits",
+            str(MEM / "train.hits.jsonl"),
+        ]
         cmd += ["--init-generator", str(args.base), "--max-steps", str(args.steps)]
         cmd += ["--lr", str(args.lr), "--warmup-steps", str(args.warmup)]
         cmd += ["--eval-every", str(args.eval_every), "--seed", str(args.seed)]
@@ -65,6 +70,71 @@ def run(name, args, out: Path, threads: int) -> dict:
     res = json.loads((gen / "train_result.json").read_text())
     curve = list(csv.DictReader(open(gen / "dev_curve.csv")))
     return {"name": name, "arch": arch, "flags": extra, "result": res, "curve": curve}
+
+
+def floors(out: Path, control: Path) -> dict:
+    """Dev BLEU, overall and per band, of copying the memory and of the fuzzy-match switch over
+    the control's greedy dev outputs (threshold chosen on dev)."""
+    from relift.score import score
+    from relift.selfmem.data import load_split
+    from relift.selfmem.evaluation.compare import band_scores, choose_threshold, switch
+    from relift.selfmem.match import read_scores
+
+    dev = load_split(TM / "dev.jsonl")
+    mem = (MEM / "dev.txt").read_text().splitlines()
+    match = read_scores(MEM / "dev.match.txt", len(dev))
+    hyp_txt = out / "control_dev.txt"
+    if not hyp_txt.exists():
+        cmd = [sys.executable, "-m", "relift.selfmem.generator.candidates"]
+        cmd += ["--generator", str(control), "--data", str(TM / "dev.jsonl")]
+        cmd += ["--num-beams", "1", "--num-return-sequences", "1", "--batch-size", "64"]
+        cmd += ["--threads", "2", "--output-jsonl", str(out / "control_dev.jsonl")]
+        cmd += ["--output-txt", str(hyp_txt)]
+        subprocess.run(cmd, check=True, capture_output=True)
+    van = hyp_txt.read_text().splitlines()
+    t, _ = choose_threshold(mem, van, match, dev.targets)
+    rows = {}
+    for name, hyps in (
+        ("copy the memory", mem),
+        (f"switch (t = {t:.2f})", switch(mem, van, match, t)),
+    ):
+        rows[name] = {
+            "all": score(hyps, dev.targets, ["bleu"])["bleu"]["score"],
+            "bands": [b["bleu"] for b in band_scores([hyps], dev.targets, match)],
+            "n": [b["n"] for b in band_scores([hyps], dev.targets, match)],
+        }
+    return rows
+
+
+def table(rows: list[dict], base: dict, fl: dict) -> str:
+    """The study as a Markdown table: dev BLEU (greedy) at the best evaluation, per band."""
+    n = next(iter(fl.values()))["n"]
+    head = (
+        "| recipe | updates | train s | dev BLEU | "
+        + " | ".join(f"{b} ({k})" for b, k in zip(("< 0.5", "0.5-0.7", "0.7-0.9", ">= 0.9"), n))
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (4 + len(n))]
+    for r in rows:
+        best = max(r["curve"], key=lambda c: float(c["bleu"]))
+        bands = [
+            f"{float(best[f'bleu_band{i}']):.2f}" if best.get(f"bleu_band{i}") else ""
+            for i in range(len(n))
+        ]
+        lines.append(
+            f"| {r['name']} | {best['total_steps']} | {float(best['total_train_seconds']):.0f} | "
+            f"{float(best['bleu']):.2f} | " + " | ".join(bands) + " |"
+        )
+    for name, f in fl.items():
+        lines.append(
+            f"| {name} | - | - | {f['all']:.2f} | "
+            + " | ".join(f"{x:.2f}" if x is not None else "" for x in f["bands"])
+            + " |"
+        )
+    lines.append(
+        f"| base: vanilla (its best dev) | {base['steps']} | {base['train_seconds']:.0f} | {base['best_dev']:.2f} | | | | |"
+    )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -84,6 +154,13 @@ def main() -> None:
     with ThreadPoolExecutor(args.parallel) as ex:
         rows = list(ex.map(lambda n: run(n, args, args.out, 1), names))
     (args.out / "study.json").write_text(json.dumps(rows, indent=1) + "\n")
+    control = args.out / "gen" / slug("control: vanilla")
+    if control.exists():
+        fl = floors(args.out, control)
+        base = json.loads((args.base / "train_result.json").read_text())
+        md = table(rows, base, fl)
+        (args.out / "study.md").write_text(md)
+        print(md)
 
 
 if __name__ == "__main__":
