@@ -140,6 +140,159 @@ def _mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def _seeds_of(field: str) -> list[str]:
+    return [p for p in field.split(";") if p]
+
+
+def _seed_notes(notes: list[str]) -> str:
+    """One note per seed, numbered when there are several."""
+    return "; ".join(
+        notes if len(notes) == 1 else [f"seed {i + 1}: {n}" for i, n in enumerate(notes)]
+    )
+
+
+def _add_row(rows: list[dict], refs: dict, label, kind, hyps: dict, note="") -> dict:
+    """Append a row; hyps: split -> one output list per seed, each as long as the split."""
+    for s in SPLITS:
+        for run in hyps[s]:
+            if len(run) != len(refs[s]):
+                raise InputError(
+                    f"row {label!r}: {len(run)} {s} outputs for {len(refs[s])} examples"
+                )
+    rows.append({"label": label, "kind": kind, "note": note, "hyps": hyps})
+    return rows[-1]
+
+
+def _add_generator_rows(rows: list[dict], refs: dict, specs: list[str]) -> None:
+    """``--row LABEL|KIND|DEV|TEST[|TRAIN_RESULTS]``: outputs read as they are."""
+    for spec in specs:
+        parts = spec.split("|")
+        label, kind, dev, test = _parse("|".join(parts[:4]), 4, "--row")
+        devs, tests = _seeds_of(dev), _seeds_of(test)
+        if len(devs) != len(tests) or not devs:
+            raise InputError(f"--row {label!r}: dev and test seed lists differ")
+        row = _add_row(
+            rows,
+            refs,
+            label,
+            kind,
+            {
+                "dev": [read_lines(p, label) for p in devs],
+                "test": [read_lines(p, label) for p in tests],
+            },
+        )
+        if len(parts) > 4:  # the generators' train_result.json: the compute behind the row
+            row["compute"] = training_compute(_seeds_of(parts[4]))
+
+
+def _add_switch_row(
+    rows: list[dict], refs: dict, vanilla: str, memory: dict, match: dict | None
+) -> dict:
+    """The fuzzy-match switch over the ``vanilla`` row, its threshold chosen on dev per seed."""
+    van = next((r for r in rows if r["label"] == vanilla), None)
+    if van is None:
+        raise InputError(f"--vanilla names no row: {vanilla!r}")
+    if match is None:
+        raise InputError("--vanilla (the fuzzy-match switch) needs --match-* or --hits-*")
+    hyps, notes = {s: [] for s in SPLITS}, []
+    for dev_run, test_run in zip(van["hyps"]["dev"], van["hyps"]["test"], strict=True):
+        t, dev_bleu = choose_threshold(memory["dev"], dev_run, match["dev"], refs["dev"])
+        for s, run in (("dev", dev_run), ("test", test_run)):
+            hyps[s].append(switch(memory[s], run, match[s], t))
+        used = {s: sum(m >= t for m in match[s]) for s in SPLITS}
+        notes.append(
+            f"t = {t:.2f} chosen on dev (dev BLEU {dev_bleu:.2f}); memory used for "
+            f"{used['dev']}/{len(refs['dev'])} dev, {used['test']}/{len(refs['test'])} test"
+        )
+    return _add_row(
+        rows,
+        refs,
+        "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)",
+        "baseline",
+        hyps,
+        note=_seed_notes(notes),
+    )
+
+
+def _best_iteration(label: str, dev_its: str, test_its: str, dev_refs: list[str]):
+    """One seed of a loop row: (dev outputs, test outputs, iteration k, note) of the iteration
+    with the best dev BLEU."""
+    devs, tests = dev_its.split(","), test_its.split(",")
+    if len(devs) != len(tests) or not devs:
+        raise InputError(f"--loop {label!r}: dev and test iteration lists differ")
+    dev_scores = [score(read_lines(p, label), dev_refs, ["bleu"])["bleu"]["score"] for p in devs]
+    k = max(range(len(devs)), key=lambda i: dev_scores[i])
+    note = (
+        f"iteration {k + 1} of {len(devs)} chosen on dev (dev BLEU "
+        + ", ".join(f"{x:.2f}" for x in dev_scores)
+        + ")"
+    )
+    return read_lines(devs[k], label), read_lines(tests[k], label), k + 1, note
+
+
+def _add_loop_rows(rows: list[dict], refs: dict, specs: list[str]) -> None:
+    """``--loop LABEL|KIND|DEV_ITERS|TEST_ITERS``: each seed at its iteration chosen on dev."""
+    for spec in specs:
+        label, kind, devs_f, tests_f = _parse(spec, 4, "--loop")
+        dev_seeds, test_seeds = _seeds_of(devs_f), _seeds_of(tests_f)
+        if len(dev_seeds) != len(test_seeds) or not dev_seeds:
+            raise InputError(f"--loop {label!r}: dev and test seed lists differ")
+        hyps, chosen, notes = {s: [] for s in SPLITS}, [], []
+        for dev_its, test_its in zip(dev_seeds, test_seeds):
+            dev, test, k, note = _best_iteration(label, dev_its, test_its, refs["dev"])
+            hyps["dev"].append(dev)
+            hyps["test"].append(test)
+            chosen.append(k)
+            notes.append(note)
+        its = ",".join(map(str, chosen))
+        _add_row(rows, refs, f"{label} (iteration {its})", kind, hyps, note=_seed_notes(notes))
+
+
+def _metric_fields(scores: list[dict]) -> dict:
+    """Mean and sd over seeds of BLEU and chrF (None when not computed), and the seeds' values."""
+    rec: dict = {}
+    for metric in ("bleu", "chrf"):
+        vals = [sc[metric]["score"] for sc in scores if metric in sc]
+        if vals:
+            mean, sd = _mean_sd(vals)
+            rec |= {metric: round(mean, 2), f"{metric}_sd": round(sd, 2)}
+            if len(vals) > 1:
+                rec[f"{metric}_seeds"] = vals
+        else:
+            rec |= {metric: None, f"{metric}_sd": None}
+    return rec
+
+
+def _score_row(r: dict, s: str, ctx: dict, args: argparse.Namespace) -> dict:
+    """The table line of row ``r`` on split ``s``: scores, collapse, copies of the memory,
+    bands, compute, and the paired bootstraps against the reference row and the switch."""
+    refs, memory, match = ctx["refs"][s], ctx["memory"][s], ctx["match"]
+    runs = r["hyps"][s]
+    scores = [score(run, refs, args.metrics) for run in runs]
+    copies = [sum(h == m for h, m in zip(run, memory, strict=True)) / len(refs) for run in runs]
+    rec = {"split": s, "label": r["label"], "kind": r["kind"], "seeds": len(runs)}
+    rec |= _metric_fields(scores)
+    rec |= {
+        "distinct": min(sc["distinct"] for sc in scores),
+        "collapsed": any(sc["collapsed"] for sc in scores),
+        "equals_bm25_memory": round(sum(copies) / len(copies), 4),
+        "note": r["note"],
+    }
+    if match is not None:
+        rec["bands"] = band_scores(runs, refs, match[s])
+    if "compute" in r:
+        rec |= r["compute"]
+    ref_row, switch_row = ctx["ref_row"], ctx["switch_row"]
+    if r is not ref_row:
+        bs = paired_bootstrap(runs, ref_row["hyps"][s], refs, args.resamples, args.seed)
+        rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
+    if switch_row is not None and r["kind"] in ("generator", "loop"):
+        # Selfmem is meaningful only where it also beats the classical baseline
+        bs = paired_bootstrap(runs, switch_row["hyps"][s], refs, args.resamples, args.seed)
+        rec |= {"delta_vs_switch": bs["delta"], "p_vs_switch": bs["p_value"]}
+    return rec
+
+
 def build_table(args: argparse.Namespace) -> dict:
     """Every row holds one output list per training seed (a ``--row``/``--loop`` file field
     lists the seeds' files separated by ';'). Scores are the mean (and sd) over seeds; the
@@ -149,137 +302,23 @@ def build_table(args: argparse.Namespace) -> dict:
     memory = {s: read_lines(getattr(args, f"memory_{s}"), f"{s} memory") for s in SPLITS}
     match = match_scores(args, data)
     rows: list[dict] = []
-
-    def add(label, kind, hyps: dict, note=""):
-        """hyps: split -> one output list per seed."""
-        for s in SPLITS:
-            for run in hyps[s]:
-                if len(run) != len(refs[s]):
-                    raise InputError(
-                        f"row {label!r}: {len(run)} {s} outputs for {len(refs[s])} examples"
-                    )
-        rows.append({"label": label, "kind": kind, "note": note, "hyps": hyps})
-
-    def seeds_of(field: str) -> list[str]:
-        return [p for p in field.split(";") if p]
-
-    add("copy the BM25 memory", "baseline", {s: [memory[s]] for s in SPLITS})
+    _add_row(rows, refs, "copy the BM25 memory", "baseline", {s: [memory[s]] for s in SPLITS})
+    _add_generator_rows(rows, refs, args.row)
     switch_row = None  # the fuzzy-match switch, when --vanilla asks for it
-    for spec in args.row:
-        parts = spec.split("|")
-        label, kind, dev, test = _parse("|".join(parts[:4]), 4, "--row")
-        devs, tests = seeds_of(dev), seeds_of(test)
-        if len(devs) != len(tests) or not devs:
-            raise InputError(f"--row {label!r}: dev and test seed lists differ")
-        add(
-            label,
-            kind,
-            {
-                "dev": [read_lines(p, label) for p in devs],
-                "test": [read_lines(p, label) for p in tests],
-            },
-        )
-        if len(parts) > 4:  # the generators' train_result.json: the compute behind the row
-            rows[-1]["compute"] = training_compute(seeds_of(parts[4]))
     if args.vanilla:
-        van = next((r for r in rows if r["label"] == args.vanilla), None)
-        if van is None:
-            raise InputError(f"--vanilla names no row: {args.vanilla!r}")
-        if match is None:
-            raise InputError("--vanilla (the fuzzy-match switch) needs --match-* or --hits-*")
-        hyps, notes = {s: [] for s in SPLITS}, []
-        for dev_run, test_run in zip(van["hyps"]["dev"], van["hyps"]["test"], strict=True):
-            t, dev_bleu = choose_threshold(memory["dev"], dev_run, match["dev"], refs["dev"])
-            for s, run in (("dev", dev_run), ("test", test_run)):
-                hyps[s].append(switch(memory[s], run, match[s], t))
-            used = {s: sum(m >= t for m in match[s]) for s in SPLITS}
-            notes.append(
-                f"t = {t:.2f} chosen on dev (dev BLEU {dev_bleu:.2f}); memory used for "
-                f"{used['dev']}/{len(refs['dev'])} dev, {used['test']}/{len(refs['test'])} test"
-            )
-        add(
-            "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)",
-            "baseline",
-            hyps,
-            note="; ".join(
-                notes if len(notes) == 1 else [f"seed {i + 1}: {n}" for i, n in enumerate(notes)]
-            ),
-        )
-        switch_row = rows[-1]
-    for spec in args.loop:
-        label, kind, devs_f, tests_f = _parse(spec, 4, "--loop")
-        dev_seeds, test_seeds = seeds_of(devs_f), seeds_of(tests_f)
-        if len(dev_seeds) != len(test_seeds) or not dev_seeds:
-            raise InputError(f"--loop {label!r}: dev and test seed lists differ")
-        hyps, chosen, notes = {s: [] for s in SPLITS}, [], []
-        for dev_its, test_its in zip(dev_seeds, test_seeds):
-            devs, tests = dev_its.split(","), test_its.split(",")
-            if len(devs) != len(tests) or not devs:
-                raise InputError(f"--loop {label!r}: dev and test iteration lists differ")
-            dev_scores = [
-                score(read_lines(p, label), refs["dev"], ["bleu"])["bleu"]["score"] for p in devs
-            ]
-            k = max(range(len(devs)), key=lambda i: dev_scores[i])
-            hyps["dev"].append(read_lines(devs[k], label))
-            hyps["test"].append(read_lines(tests[k], label))
-            chosen.append(k + 1)
-            notes.append(
-                f"iteration {k + 1} of {len(devs)} chosen on dev (dev BLEU "
-                + ", ".join(f"{x:.2f}" for x in dev_scores)
-                + ")"
-            )
-        its = ",".join(map(str, chosen))
-        add(
-            f"{label} (iteration {its})",
-            kind,
-            hyps,
-            note="; ".join(
-                notes if len(notes) == 1 else [f"seed {i + 1}: {n}" for i, n in enumerate(notes)]
-            ),
-        )
+        switch_row = _add_switch_row(rows, refs, args.vanilla, memory, match)
+    _add_loop_rows(rows, refs, args.loop)
     ref_row = next((r for r in rows if r["label"] == args.reference), None)
     if ref_row is None:
         raise InputError(f"--reference names no row: {args.reference!r}")
-
-    out_rows = []
-    for r in rows:
-        for s in SPLITS:
-            runs = r["hyps"][s]
-            scores = [score(run, refs[s], args.metrics) for run in runs]
-            copies = [
-                sum(h == m for h, m in zip(run, memory[s], strict=True)) / len(refs[s])
-                for run in runs
-            ]
-            rec = {"split": s, "label": r["label"], "kind": r["kind"], "seeds": len(runs)}
-            for metric in ("bleu", "chrf"):
-                vals = [sc[metric]["score"] for sc in scores if metric in sc]
-                if vals:
-                    mean, sd = _mean_sd(vals)
-                    rec |= {metric: round(mean, 2), f"{metric}_sd": round(sd, 2)}
-                    if len(vals) > 1:
-                        rec[f"{metric}_seeds"] = vals
-                else:
-                    rec |= {metric: None, f"{metric}_sd": None}
-            rec |= {
-                "distinct": min(sc["distinct"] for sc in scores),
-                "collapsed": any(sc["collapsed"] for sc in scores),
-                "equals_bm25_memory": round(sum(copies) / len(copies), 4),
-                "note": r["note"],
-            }
-            if match is not None:
-                rec["bands"] = band_scores(runs, refs[s], match[s])
-            if "compute" in r:
-                rec |= r["compute"]
-            if r is not ref_row:
-                bs = paired_bootstrap(runs, ref_row["hyps"][s], refs[s], args.resamples, args.seed)
-                rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
-            if switch_row is not None and r["kind"] in ("generator", "loop"):
-                # Selfmem is meaningful only where it also beats the classical baseline
-                bs = paired_bootstrap(
-                    runs, switch_row["hyps"][s], refs[s], args.resamples, args.seed
-                )
-                rec |= {"delta_vs_switch": bs["delta"], "p_vs_switch": bs["p_value"]}
-            out_rows.append(rec)
+    ctx = {
+        "refs": refs,
+        "memory": memory,
+        "match": match,
+        "ref_row": ref_row,
+        "switch_row": switch_row,
+    }
+    out_rows = [_score_row(r, s, ctx, args) for r in rows for s in SPLITS]
     return {
         "task": args.task,
         "reference_row": args.reference,
@@ -349,13 +388,7 @@ def table(args: argparse.Namespace) -> None:
     write_text_atomic(args.output_html, to_html(t))
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.evaluation.compare",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def _add_memory_use_args(sub) -> None:
     mu = sub.add_parser("memory-use", help="decode with empty and with reference memory")
     mu.add_argument("--generator", required=True, type=Path)
     mu.add_argument("--data", required=True, type=Path, help="split (JSONL)")
@@ -367,6 +400,9 @@ def main(argv: list[str] | None = None) -> None:
     mu.add_argument("--threads", type=int, default=0)
     mu.add_argument("--out-empty", required=True, type=Path)
     mu.add_argument("--out-reference", required=True, type=Path)
+
+
+def _add_table_args(sub) -> None:
     tb = sub.add_parser("table", help="the comparison table of one task")
     tb.add_argument("--task", required=True)
     tb.add_argument("--train", type=Path, help="training split (fuzzy-match switch)")
@@ -401,7 +437,22 @@ def main(argv: list[str] | None = None) -> None:
     tb.add_argument("--output-json", required=True, type=Path)
     tb.add_argument("--output-csv", required=True, type=Path)
     tb.add_argument("--output-html", required=True, type=Path)
-    args = ap.parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.selfmem.evaluation.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _add_memory_use_args(sub)
+    _add_table_args(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.cmd == "memory-use":
         memory_use(args)
     else:

@@ -157,12 +157,8 @@ def _get(rows, **kw) -> dict:
     raise KeyError(kw)
 
 
-def write_html(
-    path: Path, task: str, rows: list[dict], archs, variants, metric: str, selectors: dict
-) -> None:
-    cols = metric_columns(metric)
-    pname = "BLEU" if metric == "bleu" else "mean ROUGE"
-    parts = [
+def _page_head(task: str, pname: str) -> list[str]:
+    return [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>Selfmem loop: {html.escape(task)}</title>",
         "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
@@ -173,78 +169,110 @@ def write_html(
         f"DEV {pname} (among 1..N); the test scores are only reported. Rows marked ORACLE select "
         "the memory with the reference: an upper bound for the selector, not a result.</p>",
     ]
+
+
+def _summary_table(rows: list[dict], arch: str, variants, cols, pname: str) -> str:
+    """BM25 memory, then every variant at its iteration chosen on dev: dev primary, test scores."""
+    head = ["system", "iteration (dev)", f"dev {pname}"] + [f"test {lab}" for _, lab in cols]
+    base_dev = _get(rows, arch=arch, variant=variants[0].name, iteration=0, split="dev")
+    base_test = _get(rows, arch=arch, variant=variants[0].name, iteration=0, split="test")
+    body = [["BM25 memory", 0, base_dev["hyp_primary"]] + [base_test[f"hyp_{c}"] for c, _ in cols]]
+    for v in variants:
+        dev = next(
+            r
+            for r in rows
+            if r["arch"] == arch
+            and r["variant"] == v.name
+            and r["split"] == "dev"
+            and r["chosen_on_dev"]
+        )
+        test = _get(rows, arch=arch, variant=v.name, iteration=dev["iteration"], split="test")
+        body.append(
+            [v.label, dev["iteration"], dev["hyp_primary"]] + [test[f"hyp_{c}"] for c, _ in cols]
+        )
+    return _table(head, body)
+
+
+def _iteration_rows(rows: list[dict], arch: str, variants):
+    """(variant, k, [dev row, test row]) for every variant and iteration, in order."""
+    for v in variants:
+        for k in sorted({r["iteration"] for r in rows if r["variant"] == v.name}):
+            yield (
+                v,
+                k,
+                [_get(rows, arch=arch, variant=v.name, iteration=k, split=s) for s in SPLITS],
+            )
+
+
+def _hypothesis_table(rows: list[dict], arch: str, variants, cols) -> str:
+    """The hypothesis scores of every iteration, dev and test."""
+    head = ["system", "iteration"] + [f"{s} {lab}" for s in SPLITS for _, lab in cols]
+    body = []
+    for v, k, rs in _iteration_rows(rows, arch, variants):
+        mark = " (chosen on dev)" if rs[0]["chosen_on_dev"] else ""
+        body.append(
+            [("BM25 memory" if k == 0 else v.label) + mark, k]
+            + [r[f"hyp_{c}"] for r in rs for c, _ in cols]
+        )
+    return _table(head, body)
+
+
+def _memory_table(rows: list[dict], arch: str, variants, pname: str) -> str:
+    """The primary score of the memory and of the hypothesis at every iteration (Table 3)."""
+    head = ["system", "iteration"] + [
+        f"{s} {pname} of {w}" for s in SPLITS for w in ("memory", "hypothesis")
+    ]
+    body = [
+        ["BM25 memory" if k == 0 else v.label, k]
+        + [x for r in rs for x in (r["mem_primary"], r["hyp_primary"])]
+        for v, k, rs in _iteration_rows(rows, arch, variants)
+    ]
+    return _table(head, body)
+
+
+def _selector_section(sel: dict, pname: str) -> list[str]:
+    """The selector's training summary (its train_result.json)."""
+    return [
+        "<h3>Selector (dev selection quality)</h3>",
+        _table(
+            ["train pools", "steps (best)", "selector pick", "beam top-1", "ORACLE pick"],
+            [
+                [
+                    sel.get("train_pools"),
+                    f"{sel.get('steps')} ({sel.get('best_step')})",
+                    float(sel.get("best_dev_selection") or 0.0),
+                    float(sel.get("dev_beam_top1") or 0.0),
+                    float(sel.get("dev_oracle") or 0.0),
+                ]
+            ],
+        ),
+        "<p>Corpus score of one candidate per dev input of iteration 0's pools (BM25 "
+        f"memory), on the dev inputs the selector was tuned on ({pname}).</p>",
+    ]
+
+
+def write_html(
+    path: Path, task: str, rows: list[dict], archs, variants, metric: str, selectors: dict
+) -> None:
+    cols = metric_columns(metric)
+    pname = "BLEU" if metric == "bleu" else "mean ROUGE"
+    parts = _page_head(task, pname)
     for arch in archs:
         parts.append(f"<h2>{html.escape(arch)} generator</h2>")
-        head = ["system", "iteration (dev)", f"dev {pname}"] + [f"test {lab}" for _, lab in cols]
-        base_dev = _get(rows, arch=arch, variant=variants[0].name, iteration=0, split="dev")
-        base_test = _get(rows, arch=arch, variant=variants[0].name, iteration=0, split="test")
-        body = [
-            ["BM25 memory", 0, base_dev["hyp_primary"]] + [base_test[f"hyp_{c}"] for c, _ in cols]
+        parts += ["<h3>Summary</h3>", _summary_table(rows, arch, variants, cols, pname)]
+        parts += [
+            "<h3>Hypothesis scores per iteration</h3>",
+            _hypothesis_table(rows, arch, variants, cols),
         ]
-        for v in variants:
-            dev = next(
-                r
-                for r in rows
-                if r["arch"] == arch
-                and r["variant"] == v.name
-                and r["split"] == "dev"
-                and r["chosen_on_dev"]
-            )
-            test = _get(rows, arch=arch, variant=v.name, iteration=dev["iteration"], split="test")
-            body.append(
-                [v.label, dev["iteration"], dev["hyp_primary"]]
-                + [test[f"hyp_{c}"] for c, _ in cols]
-            )
-        parts += ["<h3>Summary</h3>", _table(head, body)]
-
-        head = ["system", "iteration"] + [f"{s} {lab}" for s in SPLITS for _, lab in cols]
-        body = []
-        for v in variants:
-            for k in sorted({r["iteration"] for r in rows if r["variant"] == v.name}):
-                rs = [_get(rows, arch=arch, variant=v.name, iteration=k, split=s) for s in SPLITS]
-                mark = " (chosen on dev)" if rs[0]["chosen_on_dev"] else ""
-                body.append(
-                    [("BM25 memory" if k == 0 else v.label) + mark, k]
-                    + [r[f"hyp_{c}"] for r in rs for c, _ in cols]
-                )
-        parts += ["<h3>Hypothesis scores per iteration</h3>", _table(head, body)]
-
-        head = ["system", "iteration"] + [
-            f"{s} {pname} of {w}" for s in SPLITS for w in ("memory", "hypothesis")
-        ]
-        body = []
-        for v in variants:
-            for k in sorted({r["iteration"] for r in rows if r["variant"] == v.name}):
-                rs = [_get(rows, arch=arch, variant=v.name, iteration=k, split=s) for s in SPLITS]
-                body.append(
-                    ["BM25 memory" if k == 0 else v.label, k]
-                    + [x for r in rs for x in (r["mem_primary"], r["hyp_primary"])]
-                )
         parts += [
             "<h3>Memory quality vs hypothesis quality (the paper's Table 3)</h3>",
             "<p>The memory scored as if it were the output (augmented memories are the whole "
             "concatenation).</p>",
-            _table(head, body),
+            _memory_table(rows, arch, variants, pname),
         ]
         sel = selectors.get(arch)
         if sel:
-            parts += [
-                "<h3>Selector (dev selection quality)</h3>",
-                _table(
-                    ["train pools", "steps (best)", "selector pick", "beam top-1", "ORACLE pick"],
-                    [
-                        [
-                            sel.get("train_pools"),
-                            f"{sel.get('steps')} ({sel.get('best_step')})",
-                            float(sel.get("best_dev_selection") or 0.0),
-                            float(sel.get("dev_beam_top1") or 0.0),
-                            float(sel.get("dev_oracle") or 0.0),
-                        ]
-                    ],
-                ),
-                "<p>Corpus score of one candidate per dev input of iteration 0's pools (BM25 "
-                f"memory), on the dev inputs the selector was tuned on ({pname}).</p>",
-            ]
+            parts += _selector_section(sel, pname)
     parts.append("</body></html>")
     write_text_atomic(path, "\n".join(parts) + "\n")
 
@@ -300,7 +328,17 @@ def write_png(path: Path, task: str, rows: list[dict], archs, variants, metric: 
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _read_selectors(root: Path, archs) -> dict:
+    """Each architecture's selector training summary, where it exists."""
+    selectors = {}
+    for arch in archs:
+        p = root / arch / "selector" / "model" / "train_result.json"
+        if p.exists():
+            selectors[arch] = json.loads(p.read_text())
+    return selectors
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.selfmem.evaluation.report",
         description=__doc__,
@@ -315,14 +353,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output-csv", required=True, type=Path)
     ap.add_argument("--output-html", required=True, type=Path)
     ap.add_argument("--output-png", required=True, type=Path)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     variants = [parse_variant(s) for s in args.variants]
     rows = collect(args.root, args.archs, variants, args.iterations, args.metric)
-    selectors = {}
-    for arch in args.archs:
-        p = args.root / arch / "selector" / "model" / "train_result.json"
-        if p.exists():
-            selectors[arch] = json.loads(p.read_text())
+    selectors = _read_selectors(args.root, args.archs)
     write_csv(args.output_csv, rows)
     write_html(args.output_html, args.task, rows, args.archs, variants, args.metric, selectors)
     write_png(args.output_png, args.task, rows, args.archs, variants, args.metric)

@@ -112,7 +112,7 @@ def generate_candidates(
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.selfmem.generator.candidates",
         description=__doc__,
@@ -153,7 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--output-jsonl", required=True, type=Path)
     ap.add_argument("--output-txt", required=True, type=Path)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _check_args(args: argparse.Namespace) -> None:
     if args.num_beams < 1 or not 1 <= args.num_return_sequences <= args.num_beams:
         raise InputError(
             f"need 1 <= num_return_sequences ({args.num_return_sequences}) <= num_beams "
@@ -161,6 +164,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.batch_size < 1:
         raise InputError("--batch-size must be >= 1")
+
+
+def _load_generator(args: argparse.Namespace):
+    """The generator on ``--device`` (auto: cuda when available), with ``--threads``."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = (
@@ -169,7 +176,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from relift.selfmem.generator.model import Generator
 
-    gen = Generator.load(args.generator, device=device)
+    return Generator.load(args.generator, device=device)
+
+
+def _inputs(args: argparse.Namespace, gen) -> tuple[list[str], list[str] | None]:
+    """The sources and the memories (as the generator reads them; None for vanilla) to decode,
+    the first ``--max-examples`` of them."""
     split = load_split(args.data, args.src_field, args.trg_field)
     memories = None
     if gen.spec.arch != "vanilla":
@@ -182,6 +194,27 @@ def main(argv: list[str] | None = None) -> None:
     if args.max_examples:
         sources = sources[: args.max_examples]
         memories = memories[: args.max_examples] if memories is not None else None
+    return sources, memories
+
+
+def write_candidates(res: list, output_jsonl: Path, output_txt: Path) -> None:
+    """``--output-jsonl`` (one record per input) and ``--output-txt`` (K lines per input)."""
+    write_jsonl_atomic(
+        output_jsonl,
+        (
+            {"id": i, "candidates": c, "scores": [round(x, 6) for x in s]}
+            for i, (c, s) in enumerate(res)
+        ),
+    )
+    with atomic_path(output_txt) as tmp:
+        tmp.write_text("".join(t + "\n" for c, _ in res for t in c), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    _check_args(args)
+    gen = _load_generator(args)
+    sources, memories = _inputs(args, gen)
     t0 = time.time()
     res = generate_candidates(
         gen,
@@ -194,15 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         args.max_length_ratio,
     )
     dt = time.time() - t0
-    write_jsonl_atomic(
-        args.output_jsonl,
-        (
-            {"id": i, "candidates": c, "scores": [round(x, 6) for x in s]}
-            for i, (c, s) in enumerate(res)
-        ),
-    )
-    with atomic_path(args.output_txt) as tmp:
-        tmp.write_text("".join(t + "\n" for c, _ in res for t in c), encoding="utf-8")
+    write_candidates(res, args.output_jsonl, args.output_txt)
     LOG.info(
         "%s: %d inputs x %d candidates (beam %d) in %.1fs (%.2f inputs/s) -> %s",
         gen.spec.arch,

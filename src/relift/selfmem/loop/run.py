@@ -85,6 +85,59 @@ def cmd_oracle_scores(args) -> None:
         LOG.info("ORACLE scores of %d %s pools -> %s", len(pools), split, outs[split])
 
 
+def _combiner(args):
+    """``combine(previous memory, selected candidate)`` of ``--memory-mode`` (replace/augment,
+    within ``--budget`` generator tokens)."""
+    if args.budget < 0:
+        raise InputError(
+            f"--budget {args.budget}: a memory budget is at least 1 token (0 = no limit)"
+        )
+    counter = None
+    if args.memory_mode == "augment" and args.budget > 0:
+        if not args.tokenizer:
+            raise InputError("--memory-mode augment with --budget needs --tokenizer")
+        counter = TokenCounter.from_generator(args.tokenizer)
+
+    def combine(prev: str, sel: str) -> str:
+        return combine_memory(prev, sel, args.memory_mode, args.separator, args.budget, counter)
+
+    return combine
+
+
+def _check_pool_sizes(paths: list[str], slot_pools: list, beam_b: int) -> None:
+    """Top-B needs at least B candidates in every pool."""
+    for path, sp in zip(paths, slot_pools, strict=True):
+        for i, pool in enumerate(sp):
+            if len(pool) < beam_b:
+                raise InputError(
+                    f"Top-B {beam_b} is larger than the {len(pool)} candidates of "
+                    f"this pool (B must not exceed num_return_sequences)",
+                    path=path,
+                    line=i + 1,
+                    field="candidates",
+                )
+
+
+def _slot_pools(split: str, beams_path, parents, cand_paths, score_paths, beam_b: int):
+    """The candidate pools and their scores per input and memory slot (``[input][slot]``), read
+    from one file per slot and checked against the beams of iteration k-1."""
+    n_slots = len(parents[0])
+    if len(cand_paths) != n_slots or len(score_paths) != n_slots:
+        raise InputError(
+            f"{split}: {n_slots} memory slots in {beams_path} but "
+            f"{len(cand_paths)} --candidates and {len(score_paths)} --scores files"
+        )
+    slot_pools = [read_pools(p, len(parents)) for p in cand_paths]
+    _check_pool_sizes(cand_paths, slot_pools, beam_b)
+    slot_scores = [read_scores(s, sp) for s, sp in zip(score_paths, slot_pools, strict=True)]
+    pools = [[slot_pools[s][i] for s in range(n_slots)] for i in range(len(parents))]
+    sc = [[slot_scores[s][i] for s in range(n_slots)] for i in range(len(parents))]
+    for i, p in enumerate(parents):
+        if len(p) != n_slots:
+            raise InputError(f"input {i} has {len(p)} slots, expected {n_slots}", path=beams_path)
+    return pools, sc
+
+
 def cmd_select(args) -> None:
     """Memory of iteration k from the beams, pools and scores of iteration k-1 (no references)."""
     beams = split_map(args.beams, "--beams")
@@ -102,46 +155,12 @@ def cmd_select(args) -> None:
         },
         ("--beams", "--candidates", "--scores", "--out-beams", "--out-memory"),
     )
-    if args.budget < 0:
-        raise InputError(
-            f"--budget {args.budget}: a memory budget is at least 1 token (0 = no limit)"
-        )
-    counter = None
-    if args.memory_mode == "augment" and args.budget > 0:
-        if not args.tokenizer:
-            raise InputError("--memory-mode augment with --budget needs --tokenizer")
-        counter = TokenCounter.from_generator(args.tokenizer)
-
-    def combine(prev: str, sel: str) -> str:
-        return combine_memory(prev, sel, args.memory_mode, args.separator, args.budget, counter)
-
+    combine = _combiner(args)
     for split in splits:
         parents = read_beams(beams[split])
-        n_slots = len(parents[0])
-        if len(cands[split]) != n_slots or len(scores[split]) != n_slots:
-            raise InputError(
-                f"{split}: {n_slots} memory slots in {beams[split]} but "
-                f"{len(cands[split])} --candidates and {len(scores[split])} --scores files"
-            )
-        slot_pools = [read_pools(p, len(parents)) for p in cands[split]]
-        for path, sp in zip(cands[split], slot_pools, strict=True):
-            for i, pool in enumerate(sp):
-                if len(pool) < args.beam_b:
-                    raise InputError(
-                        f"Top-B {args.beam_b} is larger than the {len(pool)} candidates of "
-                        f"this pool (B must not exceed num_return_sequences)",
-                        path=path,
-                        line=i + 1,
-                        field="candidates",
-                    )
-        slot_scores = [read_scores(s, sp) for s, sp in zip(scores[split], slot_pools, strict=True)]
-        pools = [[slot_pools[s][i] for s in range(n_slots)] for i in range(len(parents))]
-        sc = [[slot_scores[s][i] for s in range(n_slots)] for i in range(len(parents))]
-        for i, p in enumerate(parents):
-            if len(p) != n_slots:
-                raise InputError(
-                    f"input {i} has {len(p)} slots, expected {n_slots}", path=beams[split]
-                )
+        pools, sc = _slot_pools(
+            split, beams[split], parents, cands[split], scores[split], args.beam_b
+        )
         new = select_topb(parents, pools, sc, args.beam_b, combine)
         write_beams(out_beams[split], new)
         write_lines(out_mem[split], [b[0].memory for b in new])
@@ -150,11 +169,69 @@ def cmd_select(args) -> None:
             "%s: %d inputs, %d -> %d slots (%s), best memory changed for %d",
             split,
             len(new),
-            n_slots,
+            len(parents[0]),
             args.beam_b,
             args.memory_mode,
             changed,
         )
+
+
+def _generate_files(args) -> tuple[list[str], dict[str, dict]]:
+    """The splits to decode and, per flag, its files by split (``data``, ``beams``, ``memory``,
+    ``match``, ``out_jsonl``, ``out_txt``)."""
+    files = {
+        "data": split_map(args.data, "--data"),
+        "beams": split_map(args.beams, "--beams"),
+        "memory": split_map(args.memory, "--memory"),
+        "match": split_map(args.match, "--match"),
+        "out_jsonl": split_map(args.output_jsonl, "--output-jsonl"),
+        "out_txt": split_map(args.output_txt, "--output-txt"),
+    }
+    if bool(files["beams"]) == bool(files["memory"]):
+        raise InputError("give either --beams (with --slot) or --memory")
+    if not files["out_jsonl"] and not files["out_txt"]:
+        raise InputError("give --output-jsonl and/or --output-txt")
+    splits = same_splits(
+        {
+            "--data": files["data"],
+            "--beams": files["beams"],
+            "--memory": files["memory"],
+            "--output-jsonl": files["out_jsonl"],
+            "--output-txt": files["out_txt"],
+        },
+        ("--data",),
+    )
+    return splits, files
+
+
+def _split_memories(args, gen, files: dict, split: str, sp) -> list[str]:
+    """The memory of every input of a split (slot ``--slot`` of its beams, or its memory file)
+    as the generator reads it (its memory recipe, with the fuzzy-match scores)."""
+    from relift.selfmem.data import load_memory
+    from relift.selfmem.match import read_scores as read_match_scores
+
+    if files["beams"]:
+        slots = read_beams(files["beams"][split], len(sp))
+        if any(args.slot >= len(b) for b in slots):
+            raise InputError(f"slot {args.slot} does not exist", path=files["beams"][split])
+        mems = [b[args.slot].memory for b in slots]
+    else:
+        mems = load_memory(files["memory"][split], sp)
+    match = files["match"]
+    scores = read_match_scores(match[split], len(sp)) if split in match else None
+    return gen.memory_view(mems, scores)
+
+
+def _write_generated(files: dict, split: str, res: list) -> None:
+    """The pools (JSONL, with scores) and/or the best candidates (text) of a split."""
+    if split in files["out_jsonl"]:
+        write_pools(
+            files["out_jsonl"][split],
+            [c for c, _ in res],
+            [[round(x, 6) for x in s] for _, s in res],
+        )
+    if split in files["out_txt"]:
+        write_lines(files["out_txt"][split], [c[0] for c, _ in res])
 
 
 def cmd_generate(args) -> None:
@@ -162,47 +239,19 @@ def cmd_generate(args) -> None:
     (``--beams``) or a memory file (``--memory``)."""
     import torch
 
-    from relift.selfmem.data import load_memory, load_split
+    from relift.selfmem.data import load_split
     from relift.selfmem.generator.candidates import generate_candidates
     from relift.selfmem.generator.model import Generator
-    from relift.selfmem.match import read_scores as read_match_scores
 
-    data = split_map(args.data, "--data")
-    beams = split_map(args.beams, "--beams")
-    memory = split_map(args.memory, "--memory")
-    match = split_map(args.match, "--match")
-    out_jsonl = split_map(args.output_jsonl, "--output-jsonl")
-    out_txt = split_map(args.output_txt, "--output-txt")
-    if bool(beams) == bool(memory):
-        raise InputError("give either --beams (with --slot) or --memory")
-    if not out_jsonl and not out_txt:
-        raise InputError("give --output-jsonl and/or --output-txt")
-    splits = same_splits(
-        {
-            "--data": data,
-            "--beams": beams,
-            "--memory": memory,
-            "--output-jsonl": out_jsonl,
-            "--output-txt": out_txt,
-        },
-        ("--data",),
-    )
+    splits, files = _generate_files(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     from relift.encoders import pick_device
 
     gen = Generator.load(args.generator, device=pick_device(args.device))
     for split in splits:
-        sp = load_split(data[split], args.src_field, args.trg_field)
-        if beams:
-            slots = read_beams(beams[split], len(sp))
-            if any(args.slot >= len(b) for b in slots):
-                raise InputError(f"slot {args.slot} does not exist", path=beams[split])
-            mems = [b[args.slot].memory for b in slots]
-        else:
-            mems = load_memory(memory[split], sp)
-        scores = read_match_scores(match[split], len(sp)) if split in match else None
-        mems = gen.memory_view(mems, scores)
+        sp = load_split(files["data"][split], args.src_field, args.trg_field)
+        mems = _split_memories(args, gen, files, split, sp)
         t0 = time.time()
         res = generate_candidates(
             gen,
@@ -212,12 +261,7 @@ def cmd_generate(args) -> None:
             args.num_return_sequences,
             args.batch_size,
         )
-        if split in out_jsonl:
-            write_pools(
-                out_jsonl[split], [c for c, _ in res], [[round(x, 6) for x in s] for _, s in res]
-            )
-        if split in out_txt:
-            write_lines(out_txt[split], [c[0] for c, _ in res])
+        _write_generated(files, split, res)
         LOG.info(
             "%s: %d inputs x %d (beam %d) in %.1fs",
             split,
@@ -285,39 +329,41 @@ def _common(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--trg-field", default="trg")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m relift.selfmem.loop.run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = ap.add_subparsers(dest="command", required=True)
-    many = {"action": "append", "metavar": "SPLIT=PATH"}
+_MANY = {"action": "append", "metavar": "SPLIT=PATH"}  # a repeatable SPLIT=PATH flag
 
+
+def _add_iter0_args(sub) -> None:
     p = sub.add_parser("iter0", help="iteration 0 (BM25 memory) from part 1's outputs")
     _common(p)
-    p.add_argument("--data", required=True, **many)
-    p.add_argument("--memory", required=True, **many)
-    p.add_argument("--candidates", required=True, **many)
-    p.add_argument("--hypotheses", required=True, **many)
+    p.add_argument("--data", required=True, **_MANY)
+    p.add_argument("--memory", required=True, **_MANY)
+    p.add_argument("--candidates", required=True, **_MANY)
+    p.add_argument("--hypotheses", required=True, **_MANY)
     p.add_argument("--pool-size", type=int, default=0, help="candidates kept per pool (0 = all)")
     p.add_argument("--out-dir", required=True, type=Path)
     p.set_defaults(func=cmd_iter0)
 
+
+def _add_oracle_scores_args(sub) -> None:
     p = sub.add_parser("oracle-scores", help="ORACLE: Δ of each candidate vs the reference")
     _common(p)
-    p.add_argument("--data", required=True, **many)
-    p.add_argument("--candidates", required=True, **many)
+    p.add_argument("--data", required=True, **_MANY)
+    p.add_argument("--candidates", required=True, **_MANY)
     p.add_argument("--metric", choices=("bleu", "rouge"), default="bleu")
-    p.add_argument("--output", required=True, **many)
+    p.add_argument("--output", required=True, **_MANY)
     p.set_defaults(func=cmd_oracle_scores)
 
+
+def _add_select_args(sub) -> None:
     p = sub.add_parser("select", help="memories of iteration k (Top-B, replace/augment)")
-    p.add_argument("--beams", required=True, **many, help="beams of iteration k-1")
+    p.add_argument("--beams", required=True, **_MANY, help="beams of iteration k-1")
     p.add_argument(
-        "--candidates", required=True, **many, help="pools of iteration k-1, once per slot in order"
+        "--candidates",
+        required=True,
+        **_MANY,
+        help="pools of iteration k-1, once per slot in order",
     )
-    p.add_argument("--scores", required=True, **many, help="their scores, once per slot in order")
+    p.add_argument("--scores", required=True, **_MANY, help="their scores, once per slot in order")
     p.add_argument("--beam-b", type=int, default=1, help="memories kept per input (B)")
     p.add_argument("--memory-mode", choices=MODES, default="replace")
     p.add_argument("--separator", default=" ", help="augment: text between memories")
@@ -325,20 +371,22 @@ def main(argv: list[str] | None = None) -> None:
         "--budget", type=int, default=0, help="augment: generator tokens kept (tail; 0 = all)"
     )
     p.add_argument("--tokenizer", type=Path, help="generator (or tokenizer) folder: the budget")
-    p.add_argument("--out-beams", required=True, **many)
-    p.add_argument("--out-memory", required=True, **many)
+    p.add_argument("--out-beams", required=True, **_MANY)
+    p.add_argument("--out-memory", required=True, **_MANY)
     p.set_defaults(func=cmd_select)
 
+
+def _add_generate_args(sub) -> None:
     p = sub.add_parser("generate", help="decode with the frozen generator")
     _common(p)
     p.add_argument("--generator", required=True, type=Path)
-    p.add_argument("--data", required=True, **many)
-    p.add_argument("--beams", **many, help="beams file per split (memory of --slot)")
+    p.add_argument("--data", required=True, **_MANY)
+    p.add_argument("--beams", **_MANY, help="beams file per split (memory of --slot)")
     p.add_argument("--slot", type=int, default=0)
-    p.add_argument("--memory", **many, help="memory file per split")
+    p.add_argument("--memory", **_MANY, help="memory file per split")
     p.add_argument(
         "--match",
-        **many,
+        **_MANY,
         help="fuzzy-match scores of each split's retrieved memory (memory/<split>.match.txt): "
         "a generator with a memory recipe reads every memory of that example with that score",
     )
@@ -347,26 +395,51 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--output-jsonl", **many)
-    p.add_argument("--output-txt", **many)
+    p.add_argument("--output-jsonl", **_MANY)
+    p.add_argument("--output-txt", **_MANY)
     p.set_defaults(func=cmd_generate)
 
+
+def _add_top1_args(sub) -> None:
     p = sub.add_parser("top1", help="hypotheses = the best candidate of each pool")
-    p.add_argument("--candidates", required=True, **many)
-    p.add_argument("--output-txt", required=True, **many)
+    p.add_argument("--candidates", required=True, **_MANY)
+    p.add_argument("--output-txt", required=True, **_MANY)
     p.set_defaults(func=cmd_top1)
 
+
+def _add_score_args(sub) -> None:
     p = sub.add_parser("score", help="corpus scores of hypotheses and memory")
     _common(p)
-    p.add_argument("--data", required=True, **many)
-    p.add_argument("--hyp", required=True, **many)
-    p.add_argument("--memory", required=True, **many)
+    p.add_argument("--data", required=True, **_MANY)
+    p.add_argument("--hyp", required=True, **_MANY)
+    p.add_argument("--memory", required=True, **_MANY)
     p.add_argument("--metrics", default="bleu,chrf,ter")
-    p.add_argument("--out-hyp", required=True, **many)
-    p.add_argument("--out-memory", required=True, **many)
+    p.add_argument("--out-hyp", required=True, **_MANY)
+    p.add_argument("--out-memory", required=True, **_MANY)
     p.set_defaults(func=cmd_score)
 
-    args = ap.parse_args(argv)
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.selfmem.loop.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_iter0_args,
+        _add_oracle_scores_args,
+        _add_select_args,
+        _add_generate_args,
+        _add_top1_args,
+        _add_score_args,
+    ):
+        add(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if getattr(args, "num_beams", 1) < 1 or not (
         1 <= getattr(args, "num_return_sequences", 1) <= getattr(args, "num_beams", 1)
     ):

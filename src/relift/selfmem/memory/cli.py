@@ -40,7 +40,7 @@ from relift.selfmem.data import Split, load_split
 from relift.selfmem.memory import BACKENDS, build_memories, make_backend
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.selfmem.memory",
         description=__doc__,
@@ -94,9 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--es-keep-index", action="store_true", help="do not delete the index at the end"
     )
-    args = ap.parse_args(argv)
+    return ap
 
-    train = load_split(args.train, args.src_field, args.trg_field)
+
+def _query_splits(args: argparse.Namespace, train: Split) -> dict[str, Split]:
+    """The splits named by ``--query`` (default: the training split), each loaded once; the
+    training split is the one already loaded."""
     splits: dict[str, Split] = {}
     for spec in args.query or [f"train={args.train}"]:
         name, sep, path = spec.partition("=")
@@ -111,7 +114,12 @@ def main(argv: list[str] | None = None) -> None:
                 "is the indexed one"
             )
         splits[name] = train if same else load_split(path, args.src_field, args.trg_field)
-    backend = make_backend(
+    return splits
+
+
+def _backend_of(args: argparse.Namespace):
+    """The retrieval backend the flags ask for."""
+    return make_backend(
         args.backend,
         args.k1,
         args.b,
@@ -124,6 +132,13 @@ def main(argv: list[str] | None = None) -> None:
         args.es_keep_index,
         args.bm25s_engine,
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    train = load_split(args.train, args.src_field, args.trg_field)
+    splits = _query_splits(args, train)
+    backend = _backend_of(args)
     try:
         build_memories(backend, train, splits, args.out_dir, args.top_k, args.max_words)
     finally:
