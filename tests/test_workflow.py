@@ -68,8 +68,8 @@ def report_description(tiny_run: Path) -> tuple[str, dict]:
     """`snakemake --report` of the tiny run: the workflow description (HTML) and the results."""
     snakemake(tiny_run, "--report", "report.html")
     page = (tiny_run / "report.html").read_text()
-    desc = re.search(r"var workflow_desc = (.*);\n", page).group(1)
-    results = re.search(r"var results = (.*);\n", page).group(1)
+    desc = re.search(r"^\s*var workflow_desc = (.*);$", page, re.M).group(1)
+    results = re.search(r"^\s*var results = (\{.*\});$", page, re.M).group(1)
     return json.loads(desc), json.loads(results)
 
 
