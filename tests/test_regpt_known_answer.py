@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from relift.regpt import data as D
-from relift.regpt.evaluate import eval_regpt, streaming_logsumexp
-from relift.regpt.generate import generate
+from relift.regpt.decoding import generate
 from relift.regpt.model import ReGPT, llama_config
+from relift.regpt.scoring import eval_regpt, streaming_logsumexp
 
 V = 29  # phrases (a prime: the chunked table never divides evenly)
 H = 32  # hidden size (>= V; RoPE wants an even head size)

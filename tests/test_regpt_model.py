@@ -12,15 +12,15 @@ from regpt_tiny import TINY_MODEL, common_args
 
 from relift.regpt import data as D
 from relift.regpt import losses as LS
-from relift.regpt.evaluate import (
+from relift.regpt.decoding import filter_logits, generate
+from relift.regpt.model import ReGPT, llama_config, load_phrase_table
+from relift.regpt.scoring import (
     bits_per_byte,
     eval_regpt,
     logits_nll,
     streaming_logsumexp,
     summarize,
 )
-from relift.regpt.generate import filter_logits, generate
-from relift.regpt.model import ReGPT, llama_config, load_phrase_table
 
 
 @pytest.fixture(scope="module")
@@ -373,6 +373,8 @@ def test_clis_end_to_end(world, tmp_path):
     assert info2["total_tokens"] == info1["tokens"] + info2["tokens"]
     baseline.main(
         [
+            "--steps",
+            "0",  # as many training tokens as ReGPT's two stages (config.yaml: a step count)
             "--match-tokens",
             str(out / "s2" / "train_info.json"),
             "--train",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from relift.regpt import losses as LS
-from relift.regpt.generate import distinct_n, generate, repetition_rate
+from relift.regpt.decoding import distinct_n, generate, repetition_rate
 from relift.regpt.model import ReGPT
 from relift.regpt.report import at_budget, equal_compute, learning_curves
 

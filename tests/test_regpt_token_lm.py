@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from relift.regpt import data as D
-from relift.regpt.baseline import causal_lm_loss
 from relift.regpt.model import llama_config, load_tokenizer
 from relift.regpt.token_lm import (
     TOKEN_LM_TYPE,
@@ -20,6 +19,7 @@ from relift.regpt.token_lm import (
     load_token_lm,
     log_unigram,
 )
+from relift.regpt.training import causal_lm_loss
 
 TINY = dict(hidden=32, layers=2, heads=2, intermediate=64, max_positions=64)
 
@@ -114,6 +114,7 @@ def save_biased_lm(world, folder, favourite: int):
 
 def test_evaluation_scores_with_the_bias(world, tmp_path):
     from relift.regpt import evaluate as E
+    from relift.regpt import scoring as S
 
     model, tok = save_biased_lm(world, tmp_path / "b", favourite=100)
     E.main(
@@ -121,10 +122,10 @@ def test_evaluation_scores_with_the_bias(world, tmp_path):
         + ["--output", str(tmp_path / "b.json")]
     )
     got = json.loads((tmp_path / "b.json").read_text())
-    texts = E.pick_chunks(D.load_texts(world["test"]), 0)
+    texts = S.pick_chunks(D.load_texts(world["test"]), 0)
     wins = D.windows(D.tokenize(texts, tok), 32)
     with torch.no_grad():
-        want = E.summarize(E.eval_causal_lm(model, wins), sum(len(t.encode()) for t in texts))
+        want = S.summarize(S.eval_causal_lm(model, wins), sum(len(t.encode()) for t in texts))
     assert got["kind"] == "baseline"
     assert got["bits_per_byte"] == pytest.approx(want["bits_per_byte"], rel=1e-5)
     assert got["acc@1"] == pytest.approx(want["acc@1"])

@@ -14,6 +14,10 @@ os.environ["PATH"] = os.pathsep.join(
 )
 # this checkout's package (on sys.path: see the Snakefile), for the helpers rules share with it
 from relift.settings import settings_json
+from relift.regpt.settings import (
+    REGPT_ONLY_MODEL_KEYS,
+    WORKFLOW_KEYS as REGPT_WORKFLOW_KEYS,
+)
 
 SPLITS = ["train", "dev", "test"]
 LM_DATA = config["data"]["lm"]
@@ -22,6 +26,19 @@ REGPT = config["regpt"]
 
 
 from relift.codedeps import module_files
+
+
+def regpt_json(section, model=False, **extra):
+    """regpt.<section> as the one --settings JSON of its CLI (relift.regpt.settings reads it),
+    without the keys the workflow reads itself (a job's GPUs, ...); ``model``: with regpt.model
+    first (the training sections; the baseline without ReGPT's own model keys); ``extra``: keys
+    of other sections the CLI reads."""
+    values = {}
+    if model:
+        drop = REGPT_ONLY_MODEL_KEYS if section == "baseline" else ()
+        values.update((k, v) for k, v in REGPT["model"].items() if k not in drop)
+    values.update(REGPT[section], **extra)
+    return settings_json(values, drop=REGPT_WORKFLOW_KEYS.get(section, ()))
 
 
 def code_of(*modules):

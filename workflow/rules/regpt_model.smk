@@ -9,7 +9,7 @@ include: "regpt_model_common.smk"
 rule regpt_stage1:
     """ReGPT stage 1: a fresh decoder trained with in-batch negatives. Stage 2 (below) is this
     rule from the stage-1 model; the settings come as one JSON of regpt.model + the stage's
-    section (relift.regpt.settings and relift.train.TrainConfig read it)."""
+    section (relift.regpt.settings and relift.train.TrainConfig read it: regpt_json)."""
     input:
         **regpt_stage_inputs(start="results/regpt/tokenizer"),
     output:
@@ -26,7 +26,7 @@ rule regpt_stage1:
         mem_mb=lambda wc, attempt: 6000 * attempt,
     params:
         start="--stage 1 --tokenizer",
-        settings=regpt_settings("stage1"),
+        settings=regpt_json("stage1", model=True),
         work=lambda wc, output: f"{output[0]}.ckpt",
         device=config["device"],
     shell:
@@ -52,7 +52,7 @@ use rule regpt_stage1 as regpt_stage2 with:
         mem_mb=lambda wc, attempt: 6000 * attempt,
     params:
         start="--stage 2 --init",
-        settings=regpt_settings("stage2"),
+        settings=regpt_json("stage2", model=True),
 
 
 rule regpt_baseline:
@@ -76,7 +76,7 @@ rule regpt_baseline:
         mem_mb=lambda wc, attempt: 6000 * attempt,
     params:
         base=REGPT["tokenizer"]["base"],
-        settings=regpt_settings("baseline"),
+        settings=regpt_json("baseline", model=True),
         work=lambda wc, output: f"{output[0]}.ckpt",
         device=config["device"],
     shell:
@@ -112,17 +112,16 @@ rule regpt_evaluate:
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         flags=regpt_eval_flags,
-        max_len=REGPT_MODEL["max_len"],
-        max_chunks=REGPT["evaluate"]["max_chunks"],
-        batch_size=REGPT["evaluate"]["batch_size"],
-        table_chunk=REGPT["evaluate"]["table_chunk"],
-        seed=REGPT["evaluate"]["seed"],
+        # regpt.evaluate with the window length and the in-batch reference loss's guard
+        settings=regpt_json(
+            "evaluate",
+            max_len=REGPT_MODEL["max_len"],
+            threshold=REGPT["stage1"]["threshold"],
+        ),
         device=config["device"],
     shell:
         "python -m relift.regpt.evaluate --model {input.model:q} --split {input.split:q}"
-        " {params.flags} --max-len {params.max_len}"
-        " --max-chunks {params.max_chunks} --batch-size {params.batch_size}"
-        " --table-chunk {params.table_chunk} --seed {params.seed} --device {params.device}"
+        " {params.flags} --settings {params.settings:q} --device {params.device}"
         " --threads {threads} --output {output:q} > {log:q} 2>&1"
 
 
@@ -157,23 +156,12 @@ rule regpt_generate:
     resources:
         gpu=REGPT["generate"]["gpus"],
     params:
-        num_prompts=REGPT["generate"]["num_prompts"],
-        prompt_words=REGPT["generate"]["prompt_words"],
-        max_new=REGPT["generate"]["max_new"],
-        max_bytes=REGPT["generate"]["max_bytes"],
-        strategy=REGPT["generate"]["strategy"],
-        temperature=REGPT["generate"]["temperature"],
-        top_k=REGPT["generate"]["top_k"],
-        top_p=REGPT["generate"]["top_p"],
-        seed=REGPT["generate"]["seed"],
+        settings=regpt_json("generate"),
         device=config["device"],
     shell:
         "python -m relift.regpt.generate --model {input.model:q}"
         " --phrase-embeddings {input.embeddings:q} --from-split {input.split:q}"
-        " --num-prompts {params.num_prompts} --prompt-words {params.prompt_words}"
-        " --max-new {params.max_new} --max-bytes {params.max_bytes} --strategy {params.strategy}"
-        " --temperature {params.temperature} --top-k {params.top_k} --top-p {params.top_p}"
-        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --settings {params.settings:q} --device {params.device} --threads {threads}"
         " --baseline {input.baseline:q} --baseline-output {output.baseline_samples:q}"
         " --metrics {output.metrics:q} --side-by-side {output.side:q}"
         " --output {output.samples:q} > {log:q} 2>&1"

@@ -15,16 +15,6 @@ def regpt_stage_inputs(start):
     }
 
 
-def regpt_settings(section):
-    """regpt.model + regpt.<section> as one --settings JSON of relift.regpt.train (or .baseline):
-    the CLI's settings dataclasses and TrainConfig read it (gpus is the job's resource).
-    """
-    drop = ("gpus",)
-    if section == "baseline":  # ReGPT's own model options
-        drop += ("pretrained_decoder", "phrase_bias")
-    return settings_json({**REGPT_MODEL, **REGPT[section]}, drop=drop)
-
-
 def regpt_eval_inputs(wildcards):
     if wildcards.run == "baseline":
         return []
@@ -44,7 +34,7 @@ def regpt_eval_flags(wildcards, input):
         return floors
     return floors + (
         f"--phrase-embeddings {input.embeddings} --negatives-ids {input.neg_ids}"
-        f" --negatives-scores {input.neg_scores} --threshold {REGPT['stage1']['threshold']}"
+        f" --negatives-scores {input.neg_scores}"
     )
 
 

@@ -17,11 +17,11 @@ rule regpt_preprocess:
     params:
         fmt=lm_format(),
         text_field=LM_DATA["files"]["text_field"],
-        max_words=REGPT["preprocess"]["max_words"],
+        settings=regpt_json("preprocess"),
         flags=lm_cleanup_flags(),
     shell:
         "python -m relift.regpt.preprocess --input {input.corpus:q} --format {params.fmt:q}"
-        " --text-field {params.text_field:q} --max-words {params.max_words}{params.flags}"
+        " --text-field {params.text_field:q} --settings {params.settings:q}{params.flags}"
         " --output {output:q} > {log:q} 2>&1"
 
 
@@ -40,13 +40,10 @@ rule regpt_tokenizer:
         "../../envs/relift.yaml"
     threads: config["threads"]
     params:
-        base=REGPT["tokenizer"]["base"],
-        vocab_size=REGPT["tokenizer"]["vocab_size"],
-        pre_tokenizer=REGPT["tokenizer"]["pre_tokenizer"],
+        settings=regpt_json("tokenizer"),
     shell:
         "RAYON_NUM_THREADS={threads} python -m relift.regpt.tokenizer --train {input.train:q}"
-        " --base {params.base:q} --vocab-size {params.vocab_size}"
-        " --pre-tokenizer {params.pre_tokenizer:q} --output {output:q} > {log:q} 2>&1"
+        " --settings {params.settings:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule regpt_phrases:
@@ -84,15 +81,11 @@ rule regpt_embeddings:
         gpu=REGPT["embeddings"]["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        encoder=REGPT["embeddings"]["encoder"],
-        batch_size=REGPT["embeddings"]["batch_size"],
-        max_length=REGPT["embeddings"]["max_length"],
-        dtype=REGPT["embeddings"]["dtype"],
+        settings=regpt_json("embeddings"),
         device=config["device"],
     shell:
-        "python -m relift.regpt.embed --phrases {input.phrases:q} --encoder {params.encoder:q}"
-        " --batch-size {params.batch_size} --max-length {params.max_length}"
-        " --dtype {params.dtype} --device {params.device:q} --threads {threads}"
+        "python -m relift.regpt.embed --phrases {input.phrases:q} --settings {params.settings:q}"
+        " --device {params.device:q} --threads {threads}"
         " --output {output.raw:q} --output-normalized {output.normalized:q} > {log:q} 2>&1"
 
 
@@ -117,10 +110,8 @@ rule regpt_negatives:
         gpu=REGPT["negatives"]["gpus"],
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
-        depth=REGPT["negatives"]["depth"],
-        backend=REGPT["negatives"]["backend"],
+        settings=regpt_json("negatives"),
     shell:
         "python -m relift.regpt.negatives --embeddings {input.embeddings:q}"
-        " --phrases {input.phrases:q} --depth {params.depth} --backend {params.backend}"
-        " --threads {threads} --output {output.tsv:q} --output-ids {output.ids:q}"
+        " --phrases {input.phrases:q} --settings {params.settings:q} --threads {threads} --output {output.tsv:q} --output-ids {output.ids:q}"
         " --output-scores {output.scores:q} > {log:q} 2>&1"

@@ -19,6 +19,8 @@ import torch
 from relift.encoders import choose_dtype, encode, load_encoder, normalize, pick_device
 from relift.io import LOG, atomic_path, require_file, run_cli
 from relift.regpt.phrases import load_phrases
+from relift.regpt.settings import EmbeddingSettings
+from relift.settings import add_settings, settings_from_args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,27 +30,25 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--phrases", required=True, type=Path)
-    ap.add_argument("--encoder", default="minilm", help="'minilm' (bundled), a folder or hub name")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--max-length", type=int, default=64, help="encoder tokens per phrase")
-    ap.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--output", required=True, type=Path)
     ap.add_argument("--output-normalized", required=True, type=Path)
+    add_settings(ap, EmbeddingSettings)
     args = ap.parse_args(argv)
+    st = settings_from_args(args, EmbeddingSettings)
     if args.threads:
         torch.set_num_threads(args.threads)
     phrases = load_phrases(require_file(args.phrases, "phrases file"))
     device = pick_device(args.device)
     rng = np.random.default_rng(0)
     sample = list(phrases[rng.choice(len(phrases), size=min(256, len(phrases)), replace=False)])
-    dtype, why = choose_dtype(args.encoder, device, sample, args.dtype, batch_size=args.batch_size)
-    LOG.info("encoder %s on %s in %s (%s)", args.encoder, device, dtype, why)
-    tok, model = load_encoder(args.encoder, device, dtype)
+    dtype, why = choose_dtype(st.encoder, device, sample, st.dtype, batch_size=st.batch_size)
+    LOG.info("encoder %s on %s in %s (%s)", st.encoder, device, dtype, why)
+    tok, model = load_encoder(st.encoder, device, dtype)
     t0 = time.perf_counter()
     emb = encode(
-        phrases, tok, model, batch_size=args.batch_size, max_length=args.max_length, progress=True
+        phrases, tok, model, batch_size=st.batch_size, max_length=st.max_length, progress=True
     )
     dt = time.perf_counter() - t0
     if not np.isfinite(emb).all():

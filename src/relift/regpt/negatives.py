@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from relift.io import LOG, InputError, atomic_path, require_file, run_cli
+from relift.regpt.settings import NegativesSettings
+from relift.settings import add_settings, settings_from_args
 
 
 def search_numpy(x: np.ndarray, k: int, chunk: int = 1024):
@@ -148,7 +150,7 @@ def read_tsv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return ids, rows[:, 3].astype(np.float32).reshape(-1, k)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.regpt.negatives",
         description=__doc__,
@@ -156,33 +158,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--embeddings", required=True, type=Path, help="normalised phrase embeddings")
     ap.add_argument("--phrases", type=Path, help="phrases.npy, to check the row count")
-    ap.add_argument("--depth", type=int, default=101, help="pool size per phrase, itself included")
-    ap.add_argument(
-        "--backend", choices=("auto", "torch", "faiss", "numpy", "hnsw"), default="auto"
-    )
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--output", required=True, type=Path, help="negatives.tsv")
     ap.add_argument("--output-ids", required=True, type=Path)
     ap.add_argument("--output-scores", required=True, type=Path)
-    args = ap.parse_args(argv)
-    if args.threads:
-        import torch
+    add_settings(ap, NegativesSettings)
+    return ap
 
-        torch.set_num_threads(args.threads)
-    x = np.load(require_file(args.embeddings, "embeddings file"), mmap_mode="r")
-    if args.phrases is not None:
-        n = len(np.load(require_file(args.phrases, "phrases file"), mmap_mode="r"))
+
+def load_embeddings(path: Path, phrases: Path | None) -> np.ndarray:
+    """The normalised embeddings (float32, contiguous), checked against phrases.npy's rows."""
+    x = np.load(require_file(path, "embeddings file"), mmap_mode="r")
+    if phrases is not None:
+        n = len(np.load(require_file(phrases, "phrases file"), mmap_mode="r"))
         if n != len(x):
             raise InputError(
-                f"embeddings have {len(x)} rows but phrases.npy has {n} phrases",
-                path=args.embeddings,
+                f"embeddings have {len(x)} rows but phrases.npy has {n} phrases", path=path
             )
-    backend = pick_backend(args.backend)
-    t0 = time.perf_counter()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    ids, scores = search(x, args.depth, backend)
-    dt = time.perf_counter() - t0
-    self_rank1 = self_first(x, ids, scores)
+    return x
+
+
+def write_pool(args, ids: np.ndarray, scores: np.ndarray) -> None:
     with (
         atomic_path(args.output_ids) as ti,
         atomic_path(args.output_scores) as ts,
@@ -191,12 +187,29 @@ def main(argv: list[str] | None = None) -> None:
         np.save(ti, ids)
         np.save(ts, scores)
         write_tsv(tt, ids, scores)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    st = settings_from_args(args, NegativesSettings)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    x = load_embeddings(args.embeddings, args.phrases)
+    backend = pick_backend(st.backend)
+    t0 = time.perf_counter()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    ids, scores = search(x, st.depth, backend)
+    dt = time.perf_counter() - t0
+    self_rank1 = self_first(x, ids, scores)
+    write_pool(args, ids, scores)
     LOG.info(
         "%s: %d queries x depth %d in %.1fs (%.0f q/s); the search put the phrase itself at "
         "rank 1 (or tied with it) for %.2f%% of phrases",
         backend,
         len(ids),
-        args.depth,
+        st.depth,
         dt,
         len(ids) / dt,
         100 * self_rank1,

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from relift.io import FORMATS, LOG, InputError, atomic_dir, read_records, run_cli
+from relift.regpt.settings import PreprocessSettings
+from relift.settings import add_settings, settings_from_args
 
 _WIKITEXT = [(re.compile(r" @([-,.])@ "), r"\1")]
 _BRACKETED = re.compile(r"\s*\[[^\[\]]{1,80}\]")
@@ -91,7 +93,7 @@ def build_rows(
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.regpt.preprocess",
         description=__doc__,
@@ -100,7 +102,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input", required=True, help="corpus file (or dataset folder for hf_disk)")
     ap.add_argument("--format", required=True, choices=FORMATS)
     ap.add_argument("--text-field", default="text", help="jsonl/hf_disk: name of the text column")
-    ap.add_argument("--max-words", type=int, default=128)
     ap.add_argument(
         "--wikitext-fix", action="store_true", help="undo WikiText's ' @-@ ', ' @,@ ', ' @.@ '"
     )
@@ -110,12 +111,18 @@ def main(argv: list[str] | None = None) -> None:
         help="drop [...] spans of <= 80 characters (transcript notes such as [Laughter])",
     )
     ap.add_argument("--output", required=True, type=Path, help="dataset folder to write")
-    args = ap.parse_args(argv)
-    if args.max_words < 1:
-        raise InputError(f"--max-words must be >= 1, got {args.max_words}")
+    add_settings(ap, PreprocessSettings)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    st = settings_from_args(args, PreprocessSettings)
+    if st.max_words < 1:
+        raise InputError(f"--max-words must be >= 1, got {st.max_words}")
     rows = build_rows(
         read_records(args.input, args.format, args.text_field),
-        args.max_words,
+        st.max_words,
         wikitext=args.wikitext_fix,
         drop_bracketed=args.drop_bracketed,
     )

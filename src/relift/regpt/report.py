@@ -306,7 +306,7 @@ def plot_curves(path: Path, runs: list[tuple[str, Path]]) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.regpt.report",
         description=__doc__,
@@ -332,47 +332,49 @@ def main(argv: list[str] | None = None) -> None:
         help="equal-compute table: training seconds at which both dev curves are read",
     )
     ap.add_argument("--equal-compute", type=Path, help="CSV of the equal-compute table")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def write_learning_curves(args, runs: dict, rows: list[dict]) -> None:
+    """The dev learning curves (plot, CSV) and the equal-compute table, as asked for."""
+    curves = learning_curves(runs)
+    if args.equal_compute:
+        eq = equal_compute(curves, args.budget)
+        write_equal_compute(args.equal_compute, eq)
+        for r in eq:
+            LOG.info(
+                "budget %6.0fs: ReGPT %s bits/byte (%ss), token LM %s (%ss)",
+                r["budget_seconds"],
+                r["regpt_dev_bits_per_byte"],
+                r["regpt_seconds"],
+                r["token_lm_dev_bits_per_byte"],
+                r["token_lm_seconds"],
+            )
+    if args.learning_curves:
+        plot_learning_curves(args.learning_curves, curves, rows)
+    if args.curves_csv:
+        write_curves_csv(args.curves_csv, curves)
+    for name, pts in curves.items():
+        if pts:
+            LOG.info(
+                "%-14s dev bits/byte %.4f -> %.4f (%d evals, %.0fs of training)",
+                *(name, pts[0][2], pts[-1][2], len(pts), pts[-1][0]),
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     evals, runs = _pairs(args.eval, "--eval"), _pairs(args.run, "--run")
     rows = table_rows(evals, dict(runs))
     rows += floor_rows(evals, args.floors_of)
     write_csv(args.table, rows)
     plot_curves(args.curves, runs)
     if args.learning_curves or args.curves_csv or args.equal_compute:
-        curves = learning_curves(dict(runs))
-        if args.equal_compute:
-            eq = equal_compute(curves, args.budget)
-            write_equal_compute(args.equal_compute, eq)
-            for r in eq:
-                LOG.info(
-                    "budget %6.0fs: ReGPT %s bits/byte (%ss), token LM %s (%ss)",
-                    r["budget_seconds"],
-                    r["regpt_dev_bits_per_byte"],
-                    r["regpt_seconds"],
-                    r["token_lm_dev_bits_per_byte"],
-                    r["token_lm_seconds"],
-                )
-        if args.learning_curves:
-            plot_learning_curves(args.learning_curves, curves, rows)
-        if args.curves_csv:
-            write_curves_csv(args.curves_csv, curves)
-        for name, pts in curves.items():
-            if pts:
-                LOG.info(
-                    "%-14s dev bits/byte %.4f -> %.4f (%d evals, %.0fs of training)",
-                    name,
-                    pts[0][2],
-                    pts[-1][2],
-                    len(pts),
-                    pts[-1][0],
-                )
+        write_learning_curves(args, dict(runs), rows)
     for r in rows:
         LOG.info(
             "%-10s acc@1 %.4f acc@10 %.4f %.4f bits/byte",
-            r["model"],
-            r.get("acc@1", 0),
-            r.get("acc@10", 0),
-            r.get("bits_per_byte", 0),
+            *(r["model"], r.get("acc@1", 0), r.get("acc@10", 0), r.get("bits_per_byte", 0)),
         )
 
 

@@ -25,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 
 from relift.io import LOG, InputError, atomic_dir, run_cli
+from relift.regpt.settings import TokenizerSettings
+from relift.settings import add_settings, settings_from_args
 
 BUILTIN_BASE = "mistral-common"
 SPECIALS = ("<unk>", "<s>", "</s>")
@@ -87,13 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--train", required=True, help="training split (Arrow dataset folder)")
-    ap.add_argument("--base", default=BUILTIN_BASE, help="base tokenizer (default: %(default)s)")
-    ap.add_argument("--vocab-size", type=int, required=True)
-    ap.add_argument("--pre-tokenizer", choices=("none", "metaspace"), default="none")
     ap.add_argument("--output", required=True, type=Path)
+    add_settings(ap, TokenizerSettings)
     args = ap.parse_args(argv)
-    base = load_base_tokenizer(args.base)
-    tok = train_phrase_tokenizer(base, iter_texts(args.train), args.vocab_size, args.pre_tokenizer)
+    st = settings_from_args(args, TokenizerSettings)
+    base = load_base_tokenizer(st.base)
+    tok = train_phrase_tokenizer(base, iter_texts(args.train), st.vocab_size, st.pre_tokenizer)
     with atomic_dir(args.output) as tmp:
         tok.save_pretrained(str(tmp))
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     LOG.info(
         "phrase tokenizer: %d entries (asked %d), %.1f%% span several words -> %s",
         len(tok),
-        args.vocab_size,
+        st.vocab_size,
         100 * multi / max(1, len(vocab)),
         args.output,
     )

@@ -1,4 +1,5 @@
-"""The training loop's settings: :class:`TrainConfig`, its CLI flags and its resume fingerprint.
+"""The training loop's settings: :class:`TrainConfig`, its CLI flags and its part of the resume
+fingerprint (:mod:`relift.train.fingerprint`).
 
 Each field is declared once with :func:`relift.settings.setting` (default and help text);
 :func:`add_train_args` generates the flags (``--lr``, ``--max-steps``, ...) and ``--settings JSON``
@@ -12,25 +13,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from relift.io import InputError
-from relift.settings import add_settings, fingerprint, setting, settings_from_args
+from relift.settings import add_settings, setting, settings_from_args
+from relift.train.fingerprint import settings_values
 
 LOG_POINTS = 40  # training-loss points of a run whose log_every is 0 (the default)
 OPTIMIZERS = ("adamw", "lamb")
 SCHEDULERS = ("cosine", "linear", "inverse_sqrt", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-
-# settings that change how a run is logged, tested or kept, not what it computes: a checkpoint
-# written under other values of these is still resumed
-VOLATILE = (
-    "stop_after",
-    "progress",
-    "log_every",
-    "threads",
-    "save_every",
-    "keep_last",
-    "keep_checkpoints",
-)
 
 
 @dataclass
@@ -103,8 +93,9 @@ class TrainConfig:
                 raise InputError(msg)
 
     def fingerprint(self) -> dict[str, str]:
-        """The settings a checkpoint must match to be resumed (all but the VOLATILE ones)."""
-        return fingerprint(self, ignore=VOLATILE)
+        """The settings a checkpoint must match to be resumed (all but the
+        :data:`relift.train.fingerprint.RUN_ONLY` ones)."""
+        return settings_values(self)
 
 
 _DEFAULTS_DEST = "_train_defaults"
@@ -113,22 +104,24 @@ NO_FLAG = ("micro_batch_size",)  # set by the CLI from its batch size
 
 def add_train_args(ap: argparse.ArgumentParser, **defaults) -> None:
     """Add the loop's flags (``--lr``, ``--max-steps``, ...) and ``--settings JSON`` to a CLI;
-    ``defaults`` overrides the dataclass defaults for this CLI."""
+    ``defaults``: the values of the CLI's config section that differ from the dataclass defaults
+    (a settings module's ``*_DEFAULTS``, checked against config.yaml by tests/test_defaults.py)."""
     add_settings(ap, TrainConfig, defaults=defaults, skip=NO_FLAG)
     ap.set_defaults(**{_DEFAULTS_DEST: defaults})
 
 
-def config_from_args(args: argparse.Namespace, *classes, **overrides):
+def config_from_args(args: argparse.Namespace, *classes, defaults: dict | None = None, **overrides):
     """The :class:`TrainConfig` of parsed ``args`` (dataclass default < CLI default < ``--settings``
     < flag < ``overrides``), validated.
 
     ``classes``: the CLI's other settings classes (added with :func:`relift.settings.add_settings`,
     sharing its ``--settings`` JSON); then ``(config, *their instances)`` is returned. Every
     setting with a flag is also written back into ``args`` (before ``overrides``), so that code
-    reading ``args.seed`` sees the resolved value."""
-    found = settings_from_args(
-        args, TrainConfig, *classes, defaults=getattr(args, _DEFAULTS_DEST, None)
-    )
+    reading ``args.seed`` sees the resolved value. ``defaults`` replaces those given to
+    :func:`add_train_args` (a CLI whose section is known only after parsing)."""
+    if defaults is None:
+        defaults = getattr(args, _DEFAULTS_DEST, None)
+    found = settings_from_args(args, TrainConfig, *classes, defaults=defaults)
     found = found if classes else (found,)
     for inst in found:
         for f in dataclasses.fields(inst):
