@@ -255,9 +255,10 @@ def test_paper_selfmem_overlays_stack(tmp_path):
     cands = [c for c in shell_commands(out, "selfmem.generator.candidates") if "/candidates/" in c]
     assert len(cands) == archs * 2
     assert all("--num-beams 50 --num-return-sequences 50" in c for c in cands)
-    assert any(
-        "--encoder xlm-roberta-base" in c for c in shell_commands(out, "selfmem.selector.cli")
-    )
+    # the selfmem.selector section arrives as one --settings JSON value
+    for cmd in shell_commands(out, "selfmem.selector.cli"):
+        settings = json.loads(shlex.split(cmd.split("--settings ", 1)[1])[0])
+        assert settings["encoder"] == "xlm-roberta-base" and "gpus" not in settings, cmd
     # the GPU jobs ask for one GPU each (profiles/slurm maps it to the P100 partition's gres)
     gen_block = out.split("rule selfmem_train_generator:", 1)[1].split("\n\n", 1)[0]
     assert "gpu=1" in gen_block
@@ -314,7 +315,8 @@ def test_scratch_selector_encoder_is_planned_per_task_and_seed(tmp_path):
     (build0,) = [
         c for c in shell_commands(out, "selfmem.selector.scratch_encoder") if "--seed 0" in c
     ]
-    assert "--tokenizer results/selfmem/en_fr/tokenizer" in build0 and "--layers 2" in build0
+    assert "--tokenizer results/selfmem/en_fr/tokenizer" in build0
+    assert json.loads(shlex.split(build0.split("--settings ", 1)[1])[0])["layers"] == 2
     trains = [c for c in shell_commands(out, "selfmem.selector.cli") if " train " in c]
     encoders = {re.search(r"--encoder (\S+)", c).group(1) for c in trains}
     assert encoders == {

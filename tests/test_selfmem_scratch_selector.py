@@ -34,7 +34,7 @@ def task_tokenizer(tmp_path_factory):
 def scratch(task_tokenizer, tmp_path_factory):
     out = tmp_path_factory.mktemp("scratch") / "enc"
     args = ["--tokenizer", str(task_tokenizer), "--hidden", "16", "--layers", "2"]
-    args += ["--heads", "2", "--intermediate", "32", "--max-positions", "64", "--output", str(out)]
+    args += ["--heads", "2", "--intermediate", "32", "--max-length", "64", "--output", str(out)]
     assert run_cli(se.main, args) == 0
     return out
 
@@ -89,7 +89,7 @@ def test_selector_trains_and_scores_with_the_scratch_encoder(scratch, tmp_path):
             "--dev-data", str(data), "--dev-candidates", str(cands),
             "--src-field", "en", "--trg-field", "fr",
             "--encoder", str(scratch), "--layers", "2", "--max-length", "48",
-            "--batch-size", "3", "--max-steps", "4", "--eval-every", "2", "--save-every", "2",
+            "--batch-size", "3", "--max-steps", "4", "--eval-every", "2",
             "--warmup-steps", "0", "--lr", "1e-3", "--device", "cpu", "--no-progress",
             "--work-dir", str(tmp_path / "work"), "--output", str(out),
         ],

@@ -15,23 +15,24 @@ from relift.selfmem.loop.formats import read_scores
 from relift.selfmem.loop.oracle import delta_scores
 from relift.selfmem.selector import cli as sel
 from relift.selfmem.selector import model as selm
+from relift.selfmem.selector import training as selt
 
 
 def test_minmax_normalises_each_pool_and_zeroes_a_constant_pool():
-    assert sel.minmax([10.0, 30.0, 20.0]) == [0.0, 1.0, 0.5]
-    assert sel.minmax([7.0, 7.0, 7.0]) == [0.0, 0.0, 0.0]
-    assert sel.minmax([3.0]) == [0.0]
+    assert selt.minmax([10.0, 30.0, 20.0]) == [0.0, 1.0, 0.5]
+    assert selt.minmax([7.0, 7.0, 7.0]) == [0.0, 0.0, 0.0]
+    assert selt.minmax([3.0]) == [0.0]
 
 
 def test_target_distribution_by_hand():
     # minmax -> [0, 1, .5]; / τ=0.5 -> [0, 2, 1]; softmax
-    t = sel.target_distribution([10.0, 30.0, 20.0], 0.5)
+    t = selt.target_distribution([10.0, 30.0, 20.0], 0.5)
     z = math.exp(0) + math.exp(2) + math.exp(1)
     assert t == pytest.approx([1 / z, math.exp(2) / z, math.exp(1) / z])
     # a constant pool: uniform target
-    assert sel.target_distribution([4.0, 4.0], 0.5) == pytest.approx([0.5, 0.5])
+    assert selt.target_distribution([4.0, 4.0], 0.5) == pytest.approx([0.5, 0.5])
     with pytest.raises(Exception, match="temperature"):
-        sel.target_distribution([1.0, 2.0], 0.0)
+        selt.target_distribution([1.0, 2.0], 0.0)
 
 
 def test_kl_loss_against_a_hand_computation():
@@ -44,16 +45,16 @@ def test_kl_loss_against_a_hand_computation():
         return sum(ti * (math.log(ti) - (si - lse)) for ti, si in zip(t, s) if ti > 0)
 
     expect = (kl([0.2, 0.5, 0.3], [1.0, 2.0, 0.0]) + kl([0.9, 0.1], [0.5, -1.0])) / 2
-    got = sel.kl_loss(scores, targets, mask)
+    got = selt.kl_loss(scores, targets, mask)
     assert float(got) == pytest.approx(expect, rel=1e-6)
     # zero when the model's distribution equals the target; the padded score is ignored
     t = torch.softmax(torch.tensor([[0.3, -0.2, 1.0]]), -1)
     assert float(
-        sel.kl_loss(t.log() + 5, t, torch.ones_like(t, dtype=torch.bool))
+        selt.kl_loss(t.log() + 5, t, torch.ones_like(t, dtype=torch.bool))
     ) == pytest.approx(0, abs=1e-6)
     # gradients reach the scores
     s = scores.clone().requires_grad_()
-    sel.kl_loss(s, targets, mask).backward()
+    selt.kl_loss(s, targets, mask).backward()
     assert s.grad[1, 2] == 0 and s.grad.abs().sum() > 0
 
 
@@ -134,7 +135,7 @@ def test_train_and_score_cli(tiny_encoder, tmp_path):
             "--train-data", str(data), "--train-candidates", str(cands),
             "--dev-data", str(data), "--dev-candidates", str(cands),
             "--encoder", str(tiny_encoder), "--max-length", "32", "--batch-size", "3",
-            "--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--warmup-steps", "0",
+            "--max-steps", "4", "--eval-every", "2", "--warmup-steps", "0",
             "--lr", "1e-3", "--device", "cpu", "--no-progress",
             "--work-dir", str(tmp_path / "work"), "--output", str(out),
         ],

@@ -1,6 +1,18 @@
 # Selfmem part 2 settings and helper functions (of selfmem_selector.smk, selfmem_loop.smk and
 # selfmem_compare.smk).
 SELFMEM_SELECTOR = SELFMEM["selector"]
+from relift.selfmem.selector.settings import WORKFLOW_KEYS as SELECTOR_WORKFLOW_KEYS
+
+# the selector section as the one --settings JSON of the selector's CLI (train and score)
+SELECTOR_SETTINGS = settings_json(SELFMEM_SELECTOR, drop=SELECTOR_WORKFLOW_KEYS)
+# ... and the from-scratch encoder's sizes, with the selector's depth and pair length
+SCRATCH_ENCODER_SETTINGS = settings_json(
+    {
+        **SELFMEM_SELECTOR["scratch"],
+        "layers": SELFMEM_SELECTOR["layers"],
+        "max_length": SELFMEM_SELECTOR["max_length"],
+    }
+)
 SELFMEM_LOOP = SELFMEM["loop"]
 # selector.encoder: scratch = a from-scratch encoder over the task's own tokenizer (the checks
 # that relate these keys, here and below, are relift.config_checks', run by the Snakefile)
@@ -45,12 +57,11 @@ def sm_selector_encoder_input(wildcards):
 
 
 def sm_selector_encoder(wildcards):
-    """--encoder of a selector job: the configured encoder, or its from-scratch folder."""
-    return (
-        sm_selector_encoder_input(wildcards)
-        if SELECTOR_SCRATCH
-        else SELFMEM_SELECTOR["encoder"]
-    )
+    """encoder: scratch: `--encoder FOLDER` (the job's from-scratch encoder, over the JSON's
+    `scratch`); the configured encoder comes with the settings JSON."""
+    if not SELECTOR_SCRATCH:
+        return ""
+    return sm_flag("--encoder", sm_selector_encoder_input(wildcards))
 
 
 def sm_loop_slots(variant, k):

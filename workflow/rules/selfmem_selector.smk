@@ -43,16 +43,11 @@ rule selfmem_selector_scratch_encoder:
     conda:
         "../../envs/relift.yaml"
     params:
-        hidden=SELFMEM_SELECTOR["scratch"]["hidden"],
-        layers=SELFMEM_SELECTOR["layers"],
-        heads=SELFMEM_SELECTOR["scratch"]["heads"],
-        intermediate=SELFMEM_SELECTOR["scratch"]["intermediate"],
-        max_positions=SELFMEM_SELECTOR["max_length"],
+        settings=SCRATCH_ENCODER_SETTINGS,
     shell:
         "python -m relift.selfmem.selector.scratch_encoder --tokenizer {input.tokenizer:q}"
-        " --hidden {params.hidden} --layers {params.layers} --heads {params.heads}"
-        " --intermediate {params.intermediate} --max-positions {params.max_positions}"
-        " --seed {wildcards.seed} --output {output:q} > {log:q} 2>&1"
+        " --settings {params.settings:q} --seed {wildcards.seed} --output {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule selfmem_selector_train:
@@ -84,20 +79,10 @@ rule selfmem_selector_train:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         metric=sm_opt("metric"),
+        # the selfmem.selector section as one value: a changed setting reruns the job
+        settings=SELECTOR_SETTINGS,
         encoder=sm_selector_encoder,
-        pooling=SELFMEM_SELECTOR["pooling"],
-        layers=SELFMEM_SELECTOR["layers"],
-        max_length=SELFMEM_SELECTOR["max_length"],
-        temperature=SELFMEM_SELECTOR["temperature"],
-        batch_size=SELFMEM_SELECTOR["batch_size"],
         dev_pool_size=SELFMEM_LOOP["num_return_sequences"],
-        lr=SELFMEM_SELECTOR["lr"],
-        warmup=SELFMEM_SELECTOR["warmup_steps"],
-        max_steps=SELFMEM_SELECTOR["max_steps"],
-        eval_every=SELFMEM_SELECTOR["eval_every"],
-        dev_max=SELFMEM_SELECTOR["dev_max_examples"],
-        patience=SELFMEM_SELECTOR["patience"],
-        score_batch_size=SELFMEM_SELECTOR["score_batch_size"],
         seed=sm_seed,
         device=config["device"],
     shell:
@@ -105,15 +90,9 @@ rule selfmem_selector_train:
         " --train-candidates {input.train_candidates:q} --dev-data {input.dev:q}"
         " --dev-candidates {input.dev_candidates:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --metric {params.metric} --encoder {params.encoder:q} --pooling {params.pooling}"
-        " --layers {params.layers} --max-length {params.max_length}"
-        " --temperature {params.temperature} --batch-size {params.batch_size}"
-        " --dev-pool-size {params.dev_pool_size} --lr {params.lr}"
-        " --warmup-steps {params.warmup}"
-        " --max-steps {params.max_steps} --eval-every {params.eval_every}"
-        " --save-every {params.eval_every} --dev-max-examples {params.dev_max}"
-        " --patience {params.patience} --score-batch-size {params.score_batch_size}"
-        " --seed {params.seed} --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
+        " --metric {params.metric} --settings {params.settings:q} {params.encoder}"
+        " --dev-pool-size {params.dev_pool_size} --seed {params.seed}"
+        " --device {params.device} --threads {threads} --no-progress --no-keep-checkpoints"
         " --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 
@@ -148,13 +127,13 @@ rule selfmem_selector_bm25_pools:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         pool_size=SELFMEM_LOOP["num_return_sequences"],
-        batch_size=SELFMEM_SELECTOR["score_batch_size"],
+        settings=SELECTOR_SETTINGS,
         device=config["device"],
     shell:
         "python -m relift.selfmem.selector.cli score --selector {input.selector:q} {params.files}"
         " --pool-size {params.pool_size}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " --settings {params.settings:q} --device {params.device} --threads {threads}"
         " > {log:q} 2>&1"
 
 

@@ -28,6 +28,10 @@ Two backends, one interface, the same output:
   checked), then ``_refresh``; queries go out as ``match`` queries in ``_msearch`` batches.
   Transient failures (connection errors, timeouts, HTTP 429/502/503/504) are retried with
   exponential backoff.
+
+Settings (:class:`relift.selfmem.memory.settings.MemorySettings`: config.yaml's
+``selfmem.memory``) come as ``--settings JSON`` and/or one flag each; with ``--task NAME`` the
+Elasticsearch index is ``<es_index_prefix>-<name>`` (``--es-index`` names it outright).
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from pathlib import Path
 
 from relift.io import InputError, run_cli
 from relift.selfmem.data import Split, load_split
-from relift.selfmem.memory import BACKENDS, build_memories, make_backend
+from relift.selfmem.memory import build_memories, make_backend
+from relift.selfmem.memory.settings import MemorySettings
+from relift.settings import add_settings, settings_from_args
 
 
-def build_parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.selfmem.memory",
         description=__doc__,
@@ -61,32 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--src-field", default="src")
     ap.add_argument("--trg-field", default="trg")
     ap.add_argument("--out-dir", required=True, type=Path)
-    ap.add_argument("--backend", choices=BACKENDS, default="bm25s")
-    ap.add_argument(
-        "--top-k", type=int, default=10, help="hits kept per example (default: %(default)s)"
-    )
-    ap.add_argument(
-        "--max-words",
-        type=int,
-        default=600,
-        help="whitespace tokens of a source that are indexed/queried (0 = all; default: %(default)s)",
-    )
-    ap.add_argument("--k1", type=float, default=1.2)
-    ap.add_argument("--b", type=float, default=0.75)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--bm25s-engine",
-        choices=("auto", "numba", "numpy"),
-        default="auto",
-        help="bm25s backend: numba when installed (fast; a few seconds of JIT warm-up), numpy",
-    )
-    ap.add_argument(
-        "--es-index", default="relift-selfmem-memory", help="index name (elasticsearch backend)"
-    )
-    ap.add_argument(
-        "--es-batch-size", type=int, default=500, help="documents per _bulk / queries per _msearch"
-    )
-    ap.add_argument("--es-max-retries", type=int, default=5)
+    ap.add_argument("--task", default="", help="task name: the Elasticsearch index's suffix")
+    ap.add_argument("--es-index", default="", help="index name (default: <prefix>-<task>)")
     ap.add_argument(
         "--es-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)"
     )
@@ -94,53 +77,50 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--es-keep-index", action="store_true", help="do not delete the index at the end"
     )
+    add_settings(ap, MemorySettings)
     return ap
 
 
-def _query_splits(args: argparse.Namespace, train: Split) -> dict[str, Split]:
-    """The splits named by ``--query`` (default: the training split), each loaded once; the
-    training split is the one already loaded."""
+def query_splits(train_path: Path, queries: list[str], src_field: str, trg_field: str):
+    """(the training split, {name: split} of the --query splits; train itself by default)."""
+    train = load_split(train_path, src_field, trg_field)
     splits: dict[str, Split] = {}
-    for spec in args.query or [f"train={args.train}"]:
+    for spec in queries or [f"train={train_path}"]:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise InputError(f"--query expects SPLIT=PATH, got {spec!r}")
         if name in splits:
             raise InputError(f"--query names split {name!r} twice")
-        same = Path(path).resolve() == args.train.resolve()
+        same = Path(path).resolve() == train_path.resolve()
         if name == "train" and not same:
             raise InputError(
-                f"--query train={path} differs from --train {args.train}; the training split "
+                f"--query train={path} differs from --train {train_path}; the training split "
                 "is the indexed one"
             )
-        splits[name] = train if same else load_split(path, args.src_field, args.trg_field)
-    return splits
-
-
-def _backend_of(args: argparse.Namespace):
-    """The retrieval backend the flags ask for."""
-    return make_backend(
-        args.backend,
-        args.k1,
-        args.b,
-        args.threads,
-        args.es_index,
-        args.es_batch_size,
-        args.es_max_retries,
-        args.es_backoff,
-        args.es_timeout,
-        args.es_keep_index,
-        args.bm25s_engine,
-    )
+        splits[name] = train if same else load_split(path, src_field, trg_field)
+    return train, splits
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    train = load_split(args.train, args.src_field, args.trg_field)
-    splits = _query_splits(args, train)
-    backend = _backend_of(args)
+    args = parser().parse_args(argv)
+    st = settings_from_args(args, MemorySettings)
+    train, splits = query_splits(args.train, args.query, args.src_field, args.trg_field)
+    index = args.es_index or f"{st.es_index_prefix}-{(args.task or 'memory').lower()}"
+    backend = make_backend(
+        st.backend,
+        st.k1,
+        st.b,
+        args.threads,
+        index,
+        st.es_batch_size,
+        st.es_max_retries,
+        args.es_backoff,
+        args.es_timeout,
+        args.es_keep_index,
+        st.bm25s_engine,
+    )
     try:
-        build_memories(backend, train, splits, args.out_dir, args.top_k, args.max_words)
+        build_memories(backend, train, splits, args.out_dir, st.top_k, st.max_words)
     finally:
         backend.close()
 

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from relift.io import LOG, InputError, save_tokenizer
+from relift.selfmem.selector.settings import POOLINGS
 
 SPEC_FILE = "selector.json"
-POOLINGS = ("mean", "cls")
 
 
 class Selector(nn.Module):

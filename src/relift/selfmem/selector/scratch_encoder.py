@@ -2,17 +2,19 @@
 
 The selector's default encoder (all-MiniLM-L6-v2) only knows English, and the paper's XLM-R base
 needs a hub download and a GPU. This step writes a randomly initialised BERT-layout encoder
-(``--hidden``, ``--layers``, ``--heads``, ``--intermediate``; positions up to
-``--max-positions``) whose vocabulary is the task's generator tokenizer (``--tokenizer``: the
-joint byte-level BPE that relift trains on BOTH sides of the training split, or a pretrained
-generator's tokenizer). Every language of the task is therefore tokenised as the generator sees
-it, and nothing depends on an English-only vocabulary. The encoder learns only from the
-selector's training (``python -m relift.selfmem.selector.cli train --encoder FOLDER``), which starts
-from this folder like from any Hugging Face encoder folder: a pair is framed by the tokenizer's
-own pair template (``<s> source </s> candidate </s>``).
+(``--hidden``, ``--layers``, ``--heads``, ``--intermediate``; positions up to ``--max-length``,
+the selector's tokens per pair) whose vocabulary is the task's generator tokenizer
+(``--tokenizer``: the joint byte-level BPE that relift trains on BOTH sides of the training
+split, or a pretrained generator's tokenizer). Every language of the task is therefore tokenised
+as the generator sees it, and nothing depends on an English-only vocabulary. The encoder learns
+only from the selector's training (``python -m relift.selfmem.selector.cli train --encoder
+FOLDER``), which starts from this folder like from any Hugging Face encoder folder: a pair is
+framed by the tokenizer's own pair template (``<s> source </s> candidate </s>``).
 
 The output folder holds the encoder (``config.json``, ``model.safetensors``) and a copy of the
-tokenizer. ``--seed`` fixes the initialisation.
+tokenizer. ``--seed`` fixes the initialisation. The sizes
+(:class:`relift.selfmem.selector.settings.ScratchEncoderSettings`: ``selfmem.selector.scratch``
+with the selector's ``layers`` and ``max_length``) come as ``--settings JSON`` and/or flags.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import argparse
 from pathlib import Path
 
 from relift.io import LOG, InputError, atomic_dir, run_cli, save_tokenizer
+from relift.selfmem.selector.settings import ScratchEncoderSettings
+from relift.settings import add_settings, settings_from_args
 
 
 def build_scratch_encoder(
@@ -65,34 +69,24 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--tokenizer", required=True, type=Path, help="the task's tokenizer folder")
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--intermediate", type=int, default=1024)
-    ap.add_argument("--max-positions", type=int, default=512, help=">= the selector's max_length")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", required=True, type=Path)
+    add_settings(ap, ScratchEncoderSettings)
     args = ap.parse_args(argv)
+    st = settings_from_args(args, ScratchEncoderSettings)
     from relift.selfmem.generator.tokenizer import load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
-    model = build_scratch_encoder(
-        tok,
-        args.hidden,
-        args.layers,
-        args.heads,
-        args.intermediate,
-        args.max_positions,
-        args.seed,
-    )
+    sizes = (st.hidden, st.layers, st.heads, st.intermediate, st.max_length)
+    model = build_scratch_encoder(tok, *sizes, args.seed)
     with atomic_dir(args.output) as tmp:
         model.save_pretrained(str(tmp))
         save_tokenizer(tok, tmp)
     LOG.info(
         "scratch selector encoder: %d entries, %d layers of %d, %.2fM parameters -> %s",
         len(tok),
-        args.layers,
-        args.hidden,
+        st.layers,
+        st.hidden,
         sum(p.numel() for p in model.parameters()) / 1e6,
         args.output,
     )
