@@ -16,8 +16,16 @@ Its CLI calls ``add_settings(parser, GeneratorSettings, TrainConfig)``, which ad
   metadata, for people at a terminal; a flag overrides the JSON.
 
 ``settings_from_args(args, GeneratorSettings, TrainConfig)`` then returns one instance per class.
-A key shared by several classes (``seed``, say) sets the field in each. Only the dataclass holds
-defaults, so a new setting touches config.yaml, the schema and the dataclass, nothing else.
+A key shared by several classes (``seed``, say) sets the field in each.
+
+Defaults live in one place: a field's default IS config.yaml's value for its key. Where one CLI
+serves several sections whose values differ (ReGPT stage 1 and stage 2) or reads the loop's
+:class:`relift.train.TrainConfig` (whose own defaults are generic), the settings module next to
+the dataclass holds the CLI's ``*_DEFAULTS`` dict: config.yaml's values of the keys that differ.
+No CLI sets a default of its own, and the schema holds types and ranges, no values.
+tests/test_defaults.py compares every field of every settings dataclass (under its CLI's
+``*_DEFAULTS``) with config.yaml and names each difference; so a new setting touches config.yaml,
+the schema and the dataclass, nothing else.
 """
 
 from __future__ import annotations
@@ -95,7 +103,8 @@ def add_settings(
 ) -> None:
     """Add ``--settings`` and one flag per field of ``classes`` (fields in ``skip`` get none).
 
-    ``defaults`` overrides a dataclass default for this CLI (shown in ``--help``)."""
+    ``defaults``: the CLI's ``*_DEFAULTS`` (config.yaml's values where they differ from the
+    dataclass's), shown in ``--help``; :func:`settings_from_args` takes the same dict."""
     defaults = defaults or {}
     if not any(a.dest == _JSON_DEST for a in ap._actions):
         ap.add_argument(
@@ -197,7 +206,10 @@ def settings_from_args(args: argparse.Namespace, *classes, defaults: dict | None
 
 
 def fingerprint(*instances, ignore: tuple[str, ...] = ()) -> dict[str, str]:
-    """The settings that decide a run's result, as strings (resume only when they are equal)."""
+    """The settings that decide a run's result, as strings (resume only when they are equal).
+
+    Superseded by :func:`relift.train.fingerprint.run_fingerprint` (one list of run-only keys,
+    inputs and code included); kept until the generator's trainer uses that."""
     fp = {}
     for inst in instances:
         for k, v in sorted(dataclasses.asdict(inst).items()):
