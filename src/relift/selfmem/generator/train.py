@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +36,6 @@ from relift.selfmem.generator.recipe import mix_training_memory
 from relift.selfmem.generator.settings import GENERATOR_TRAIN_DEFAULTS, GeneratorSettings
 from relift.selfmem.match import BANDS, band_of, read_scores
 from relift.settings import add_settings, settings_from_args
-from relift.settings import fingerprint as settings_fingerprint
 from relift.train import BucketedBatches, seed_everything, train
 from relift.train.loop import TrainConfig
 
@@ -261,7 +260,7 @@ def write_dev_curve(metrics: Path, out: Path, init: dict) -> None:
             )
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m relift.selfmem.generator.train",
         description=__doc__,
@@ -307,11 +306,15 @@ def main(argv: list[str] | None = None) -> None:
     add_settings(
         ap, GeneratorSettings, TrainConfig, defaults=GENERATOR_TRAIN_DEFAULTS, skip=LOOP_SET_HERE
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def resolve_settings(args) -> tuple[GeneratorSettings, TrainConfig]:
+    """The generator's and the loop's settings, checked; a checkpoint at every dev evaluation,
+    the best one by the task's dev metric exported."""
     st, cfg = settings_from_args(
         args, GeneratorSettings, TrainConfig, defaults=GENERATOR_TRAIN_DEFAULTS
     )
-    # a checkpoint at every dev evaluation; the best one by the task's dev metric is exported
     cfg.save_every = cfg.eval_every
     cfg.best_metric, cfg.best_mode = args.eval_metric, "max"
     cfg.validate()
@@ -320,10 +323,24 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(f"--label-smoothing must be in [0, 1), got {st.label_smoothing}")
     if args.arch != "vanilla" and not (args.train_memory and args.dev_memory):
         raise InputError(f"the {args.arch} architecture needs --train-memory and --dev-memory")
+    return st, cfg
 
-    from relift.selfmem.generator.tokenizer import load_tokenizer
 
-    t_start = time.time()
+@dataclass
+class Data:
+    """The splits, their memories and the memories' fuzzy-match scores."""
+
+    train: Split
+    dev: Split
+    train_mem: list[str] | None
+    dev_mem: list[str] | None
+    train_sc: list[float] | None
+    dev_sc: list[float] | None
+
+
+def load_data(args, st: GeneratorSettings, seed: int) -> Data:
+    """The splits and memories, with the training shares of the memory recipe applied and dev
+    cut to ``dev_max_examples``."""
     train_split = load_split(args.train, args.src_field, args.trg_field)
     dev = load_split(args.dev, args.src_field, args.trg_field)
     uses_memory = args.arch != "vanilla"
@@ -338,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     if uses_memory and any(shares.values()):
         hits = read_hit_ids(args.train_hits, len(train_split)) if args.train_hits else None
         train_mem, train_sc, counts = mix_training_memory(
-            train_split, train_mem, train_sc, hits, shares, cfg.seed
+            train_split, train_mem, train_sc, hits, shares, seed
         )
         LOG.info("training memories: %s", counts)
     dev_mem = load_memory(args.dev_memory, dev) if uses_memory else None
@@ -348,22 +365,74 @@ def main(argv: list[str] | None = None) -> None:
         dev = Split(dev.path, dev.sources[:n], dev.targets[:n], dev.lines[:n])
         dev_mem = dev_mem[:n] if dev_mem else None
         dev_sc = dev_sc[:n] if dev_sc else None
+    return Data(train_split, dev, train_mem, dev_mem, train_sc, dev_sc)
 
-    # a changed configuration must not resume from the old checkpoints
-    run_args = {k: v for k, v in vars(args).items() if k in RUN_ARGS}
-    fingerprint = {k: str(v) for k, v in sorted(run_args.items())} | settings_fingerprint(
-        st, cfg, ignore=("progress", "threads", "stop_after", "device")
-    )
-    fp_path = args.work_dir / "run.json"
-    if fp_path.exists() and json.loads(fp_path.read_text()) != fingerprint:
-        LOG.warning(
-            "settings changed since the checkpoints in %s were written: starting over",
-            args.work_dir,
-        )
-        shutil.rmtree(args.work_dir)
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    fp_path.write_text(json.dumps(fingerprint, indent=2) + "\n")
 
+def make_eval_fn(gen: Generator, data: Data, st: GeneratorSettings, metric: str):
+    """The dev evaluation: decode dev, the metric overall and per match band."""
+
+    def eval_fn(model, step):
+        g = Generator(model.generator, gen.tokenizer, gen.spec)
+        t0 = time.time()
+        dev = data.dev
+        hyps = decode_split(g, dev.sources, data.dev_mem, st.eval_beams, st.eval_batch_size)
+        out = {metric: dev_metric(metric, hyps, dev.targets)}
+        if data.dev_sc is not None:  # the dev curve per match band
+            for b in range(len(BANDS)):
+                idx = [i for i, x in enumerate(data.dev_sc) if band_of(x) == b]
+                if idx:
+                    out[f"{metric}_band{b}"] = dev_metric(
+                        metric, [hyps[i] for i in idx], [dev.targets[i] for i in idx]
+                    )
+        return out | {"decode_seconds": time.time() - t0}
+
+    return eval_fn
+
+
+def make_export_fn(gen: Generator, args, init: dict, t_start: float):
+    """Export the best checkpoint: the generator folder with its dev curve and result."""
+    n_params = sum(p.numel() for p in gen.model.parameters())
+
+    def export_fn(model, result):
+        with atomic_dir(args.output) as tmp:
+            Generator(model.generator, gen.tokenizer, gen.spec).save(tmp)
+            write_dev_curve(args.work_dir / "metrics.jsonl", tmp / "dev_curve.csv", init)
+            res = {
+                "arch": args.arch,
+                "steps": result.step,
+                "best_step": result.best_step,
+                "eval_metric": args.eval_metric,
+                "best_dev": result.best_value,
+                "stopped_early": result.stopped_early,
+                "train_seconds": round(result.train_seconds, 1),
+                # warm start: the generator it continued from (its compute counts too)
+                "init": init,
+                "total_steps": result.step + init["steps"],
+                "total_train_seconds": round(result.train_seconds + init["train_seconds"], 1),
+                "parameters": n_params,
+                "last_eval": result.last_metrics,
+                "wall_seconds": round(time.time() - t_start, 1),
+            }
+            (tmp / "train_result.json").write_text(json.dumps(res, indent=2) + "\n")
+
+    return export_fn
+
+
+def run_fingerprint_of(args, st: GeneratorSettings) -> dict:
+    """What a checkpoint must match to be resumed: the settings, the run's inputs and the code
+    (relift.train.fingerprint)."""
+    from relift.train.fingerprint import run_fingerprint
+
+    run_args = {k: str(v) for k, v in sorted(vars(args).items()) if k in RUN_ARGS}
+    inputs = [getattr(args, k) for k in RUN_ARGS if isinstance(getattr(args, k), Path)]
+    return run_fingerprint(st, run_args, inputs=inputs, code=("relift.selfmem.generator.train",))
+
+
+def train_generator(args, st: GeneratorSettings, cfg: TrainConfig, data: Data):
+    """Build (or warm-start) the generator and train it in the shared loop."""
+    from relift.selfmem.generator.tokenizer import load_tokenizer
+
+    t_start = time.time()
     tok = load_tokenizer(args.tokenizer)
     spec = GeneratorSpec(
         args.arch,
@@ -376,76 +445,39 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(cfg.seed)
     gen, init = build_generator(args, st, tok, spec, cfg.seed)
     # every memory the generator reads goes through its recipe (threshold, marker)
-    train_mem, dev_mem = gen.memory_view(train_mem, train_sc), gen.memory_view(dev_mem, dev_sc)
-    n_params = sum(p.numel() for p in gen.model.parameters())
+    data.train_mem = gen.memory_view(data.train_mem, data.train_sc)
+    data.dev_mem = gen.memory_view(data.dev_mem, data.dev_sc)
     LOG.info(
         "%s generator: %.2fM parameters, %d training pairs, %d dev pairs",
         args.arch,
-        n_params / 1e6,
-        len(train_split),
-        len(dev),
+        sum(p.numel() for p in gen.model.parameters()) / 1e6,
+        len(data.train),
+        len(data.dev),
     )
-
     batches = BucketedBatches(
-        approx_lengths(gen, train_split, train_mem),
+        approx_lengths(gen, data.train, data.train_mem),
         st.batch_size,
         seed=cfg.seed,
-        collate=collate_fn(gen, train_split, train_mem),
+        collate=collate_fn(gen, data.train, data.train_mem),
         max_tokens=st.max_tokens,
     )
-
-    def eval_fn(model, step):
-        g = Generator(model.generator, tok, spec)
-        t0 = time.time()
-        hyps = decode_split(g, dev.sources, dev_mem, st.eval_beams, st.eval_batch_size)
-        out = {args.eval_metric: dev_metric(args.eval_metric, hyps, dev.targets)}
-        if dev_sc is not None:  # the dev curve per match band
-            for b in range(len(BANDS)):
-                idx = [i for i, x in enumerate(dev_sc) if band_of(x) == b]
-                if idx:
-                    out[f"{args.eval_metric}_band{b}"] = dev_metric(
-                        args.eval_metric, [hyps[i] for i in idx], [dev.targets[i] for i in idx]
-                    )
-        return out | {"decode_seconds": time.time() - t0}
-
-    def export_fn(model, result):
-        with atomic_dir(args.output) as tmp:
-            Generator(model.generator, tok, spec).save(tmp)
-            write_dev_curve(args.work_dir / "metrics.jsonl", tmp / "dev_curve.csv", init)
-            (tmp / "train_result.json").write_text(
-                json.dumps(
-                    {
-                        "arch": args.arch,
-                        "steps": result.step,
-                        "best_step": result.best_step,
-                        "eval_metric": args.eval_metric,
-                        "best_dev": result.best_value,
-                        "stopped_early": result.stopped_early,
-                        "train_seconds": round(result.train_seconds, 1),
-                        # warm start: the generator it continued from (its compute counts too)
-                        "init": init,
-                        "total_steps": result.step + init["steps"],
-                        "total_train_seconds": round(
-                            result.train_seconds + init["train_seconds"], 1
-                        ),
-                        "parameters": n_params,
-                        "last_eval": result.last_metrics,
-                        "wall_seconds": round(time.time() - t_start, 1),
-                    },
-                    indent=2,
-                )
-                + "\n"
-            )
-
-    res = train(
+    return train(
         TiedSafe(gen.model),
         make_loss_fn(st.label_smoothing),
         batches,
         cfg,
         args.work_dir,
-        eval_fn=eval_fn,
-        export_fn=export_fn,
+        eval_fn=make_eval_fn(gen, data, st, args.eval_metric),
+        export_fn=make_export_fn(gen, args, init, t_start),
+        fingerprint=run_fingerprint_of(args, st),
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    st, cfg = resolve_settings(args)
+    data = load_data(args, st, cfg.seed)
+    res = train_generator(args, st, cfg, data)
     LOG.info(
         "done: %d steps, best dev %s %s at step %d -> %s",
         res.step,
