@@ -201,3 +201,14 @@ def test_band_counts_sum_to_the_split_and_scores_are_per_band():
     assert bands[2]["bleu"] == 100.0 and bands[1]["bleu"] < 50
     empty = compare.band_scores([hyps[:2]], refs[:2], [0.1, 0.2])
     assert [b["n"] for b in empty] == [2, 0, 0, 0] and empty[3]["bleu"] is None
+
+
+def test_bleu_interval_brackets_the_corpus_bleu():
+    from relift.score import bootstrap_interval, score
+
+    refs = [f"das ist satz nummer {i} hier" for i in range(40)]
+    hyps = [r if i % 3 else "etwas ganz anderes" for i, r in enumerate(refs)]
+    lo, hi = bootstrap_interval(hyps, refs, resamples=200, seed=0)
+    bleu = score(hyps, refs, ["bleu"])["bleu"]["score"]
+    assert lo < bleu < hi and hi - lo > 1
+    assert bootstrap_interval(refs, refs, resamples=50) == [100.0, 100.0]

@@ -187,6 +187,25 @@ def paired_bootstrap(
     }
 
 
+def bootstrap_interval(
+    system: Sequence[str] | Sequence[Sequence[str]],
+    refs: Sequence[str],
+    resamples: int = 1000,
+    seed: int = 0,
+) -> list[float]:
+    """95% bootstrap interval of one system's corpus BLEU (Koehn, 2004): the test items are
+    resampled with replacement, each carrying its statistics summed over the seeds' runs."""
+    import numpy as np
+
+    runs = _seed_runs(system)
+    if not refs or any(len(run) != len(refs) for run in runs):
+        raise InputError("bootstrap interval needs aligned, non-empty outputs")
+    stats = sum(bleu_stats(run, refs) for run in runs)
+    idx = np.random.default_rng(seed).integers(0, len(refs), size=(resamples, len(refs)))
+    vals = np.array([bleu_from_stats(x) for x in stats[idx].sum(1)])
+    return [round(float(np.percentile(vals, 2.5)), 2), round(float(np.percentile(vals, 97.5)), 2)]
+
+
 def score_files(
     hyp_path: str | os.PathLike,
     ref_path: str | os.PathLike,

@@ -28,7 +28,7 @@ import io
 from pathlib import Path
 
 from relift.io import LOG, InputError, atomic_path, run_cli, write_json_atomic, write_text_atomic
-from relift.score import paired_bootstrap, read_lines, score
+from relift.score import bootstrap_interval, paired_bootstrap, read_lines, score
 from relift.selfmem.data import load_split, one_line, read_hit_ids
 from relift.selfmem.evaluation.html import comparison_page
 from relift.selfmem.match import BANDS, band_label, band_of, memory_match_scores, read_scores
@@ -272,6 +272,7 @@ def _score_row(r: dict, s: str, ctx: dict, args: argparse.Namespace) -> dict:
     copies = [sum(h == m for h, m in zip(run, memory, strict=True)) / len(refs) for run in runs]
     rec = {"split": s, "label": r["label"], "kind": r["kind"], "seeds": len(runs)}
     rec |= _metric_fields(scores)
+    rec["bleu_ci95"] = bootstrap_interval(runs, refs, args.resamples, args.seed)
     rec |= {
         "distinct": min(sc["distinct"] for sc in scores),
         "collapsed": any(sc["collapsed"] for sc in scores),
@@ -337,6 +338,7 @@ FIELDS = (
     "seeds",
     "bleu",
     "bleu_sd",
+    "bleu_ci95",
     "chrf",
     "chrf_sd",
     "distinct",
