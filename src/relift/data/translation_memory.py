@@ -275,13 +275,7 @@ def build(
 
 
 # --------------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m relift.data.translation_memory",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{download,build}")
+def add_download_parser(sub) -> None:
     dl = sub.add_parser(
         "download",
         help="pip download the pinned wheels into a fresh folder",
@@ -304,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(DEFAULT_PINS)
         + ")",
     )
+
+
+def add_build_parser(sub) -> None:
     bd = sub.add_parser(
         "build",
         help="extract, filter, de-duplicate and split the pairs",
@@ -330,6 +327,17 @@ def main(argv: list[str] | None = None) -> None:
         default=400,
         help="most characters on either side (default: %(default)s)",
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m relift.data.translation_memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{download,build}")
+    add_download_parser(sub)
+    add_build_parser(sub)
     args = ap.parse_args(argv)
     if args.command == "download":
         download(args.out_dir, args.pins)
