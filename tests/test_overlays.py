@@ -252,6 +252,9 @@ def test_paper_selfmem_overlays_stack(tmp_path):
         settings = json.loads(shlex.split(cmd.split("--settings ", 1)[1])[0])
         assert {k: settings[k] for k in paper_generator} == paper_generator, cmd
         assert "gpus" not in settings
+        # the paper's recipe: every generator from scratch, every memory read as retrieved
+        assert "--init-generator" not in cmd
+        assert settings.get("memory_min_match", 0) == 0 and not settings.get("memory_marker")
     cands = [c for c in shell_commands(out, "selfmem.generator.candidates") if "/candidates/" in c]
     assert len(cands) == archs * 2
     assert all("--num-beams 50 --num-return-sequences 50" in c for c in cands)

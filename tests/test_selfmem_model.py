@@ -274,6 +274,8 @@ def _train_and_decode(tmp_path: Path, tok_dir: Path, arch: str):
     ]
     if arch != "vanilla":
         args += ["--train-memory", str(mem_tr), "--dev-memory", str(mem_dev)]
+        # memories read as given (the memory recipe is tested in test_selfmem_recipe.py)
+        args += ["--memory-min-match", "0", "--no-memory-marker", "--memory-noise-share", "0"]
     assert run_cli(train_generator.main, args) == 0
     result = json.loads((out / "train_result.json").read_text())
     assert (

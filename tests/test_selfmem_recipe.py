@@ -24,6 +24,7 @@ TINY = ["--d-model", "32", "--encoder-layers", "1", "--decoder-layers", "1"]
 TINY += ["--attention-heads", "2", "--ffn-dim", "64", "--batch-size", "4", "--max-tokens", "0"]
 TINY += ["--warmup-steps", "1", "--eval-every", "2", "--log-every", "2"]
 TINY += ["--max-target-length", "12", "--threads", "1", "--no-progress", "--device", "cpu"]
+TINY += ["--memory-noise-share", "0"]  # every training memory as retrieved unless a test says
 
 
 def test_threshold_withholds_exactly_the_memories_below_it():

@@ -63,7 +63,7 @@ class GeneratorSettings:
         "share of training examples whose memory is the retrieved hit closest to their target",
     )
     memory_noise_share: float = setting(
-        0.0, "share of training examples whose memory is a noised copy of their target"
+        0.3, "share of training examples whose memory is a noised copy of their target"
     )
     memory_withheld_share: float = setting(
         0.0, "share of training examples whose memory is withheld (empty)"
@@ -72,17 +72,17 @@ class GeneratorSettings:
         0.0, "share of training examples whose memory is a random training target (mismatched)"
     )
     memory_min_match: float = setting(
-        0.0,
+        0.5,
         "memories whose fuzzy match with the source is below this are withheld (empty), at "
         "training and at inference (0 = always read)",
     )
     memory_marker: bool = setting(
-        False,
+        True,
         "a match-bucket marker (<fm0>..<fm3>: [0, 0.5), [0.5, 0.7), [0.7, 0.9), [0.9, 1]) "
         "before every memory, at training and at inference",
     )
     warm_start: bool = setting(
-        False,
+        True,
         "joint/dual continue from the trained vanilla generator of the same seed (max_steps "
         "more updates) instead of starting from scratch",
     )
