@@ -81,14 +81,10 @@ def verdict(rows: list[dict], equal: list[dict]) -> str:
     bpb = bits(rows)
     if bpb.get("stage2") is None:
         return "no ReGPT stage-2 evaluation in this run."
-    cs = claims(rows, equal)
-    held = [f"{c.text} ({c.evidence})" for c in cs if c.holds]
-    failed = [f"{c.text} ({c.evidence})" for c in cs if not c.holds]
-    parts = [f"ReGPT stage 2: {num(bpb['stage2'], '.3f')} bits per byte on the held-out split."]
-    parts.append("Holds: " + ("; ".join(held) if held else "none of the checks") + ".")
-    if failed:
-        parts.append("Does not hold: " + "; ".join(failed) + ".")
-    return " ".join(parts)
+    from relift.selfmem.evaluation.findings import holds_line
+
+    head = f"ReGPT stage 2: {num(bpb['stage2'], '.3f')} bits per byte on the held-out split."
+    return holds_line(head, claims(rows, equal))
 
 
 def headline_table(rows: list[dict]) -> Raw:

@@ -235,11 +235,14 @@ def verdict(table: dict, split: str = "test") -> str:
     ref = reference_row(table, split)
     if ref is None:
         return f"no row {table.get('reference_row')!r} on {split}"
-    cs = claims(table, split)
+    return holds_line(f"{ref['label']}: {split} BLEU {fmt(ref['bleu'])}.", claims(table, split))
+
+
+def holds_line(head: str, cs) -> str:
+    """``head``, then the claims that hold and those that do not, with their evidence."""
     held = [f"{c.text} ({c.evidence})" for c in cs if c.holds]
     failed = [f"{c.text} ({c.evidence})" for c in cs if not c.holds]
-    parts = [f"{ref['label']}: {split} BLEU {fmt(ref['bleu'])}."]
-    parts.append("Holds: " + ("; ".join(held) if held else "none of the checks") + ".")
+    parts = [head, "Holds: " + ("; ".join(held) if held else "none of the checks") + "."]
     if failed:
         parts.append("Does not hold: " + "; ".join(failed) + ".")
     return " ".join(parts)
