@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import pytest
 
 from relift.io import InputError
-from relift.settings import add_settings, fingerprint, setting, settings_from_args, settings_json
+from relift.settings import add_settings, setting, settings_from_args, settings_json
+from relift.train.fingerprint import RUN_ONLY, run_fingerprint
 
 
 @dataclass
@@ -71,6 +72,17 @@ def test_settings_json_is_canonical_and_drops_keys():
     assert settings_json({"b": 1, "a": 2, "gpus": 1}, drop=("gpus",)) == '{"a":2,"b":1}'
 
 
-def test_fingerprint_ignores_what_does_not_change_the_result():
-    fp = fingerprint(Model(), Loop(), ignore=("seed",))
-    assert "seed" not in fp and fp["d_model"] == "256" and fp["betas"] == "(0.9, 0.999)"
+def test_fingerprint_ignores_what_does_not_change_the_result(tmp_path):
+    """relift.train.fingerprint: settings as strings without the run-only keys, inputs stamped
+    by size and mtime, code hashed; another value, input or module file changes it."""
+    data = tmp_path / "train.jsonl"
+    data.write_text("x\n")
+    fp = run_fingerprint(Model(), Loop(), {"threads": 4, "output": "o"}, inputs=[data])
+    assert fp["settings"]["d_model"] == "256" and fp["settings"]["betas"] == "(0.9, 0.999)"
+    assert not set(fp["settings"]) & set(RUN_ONLY)
+    assert run_fingerprint(Model(d_model=8), Loop(), inputs=[data]) != fp
+    data.write_text("xy\n")
+    assert run_fingerprint(Model(), Loop(), inputs=[data])["inputs"] != fp["inputs"]
+    code = run_fingerprint(code=("relift.settings",))["code"]
+    assert code == run_fingerprint(code=("relift.settings",))["code"]
+    assert code != run_fingerprint(code=("relift.codedeps",))["code"]

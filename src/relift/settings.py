@@ -203,16 +203,3 @@ def settings_from_args(args: argparse.Namespace, *classes, defaults: dict | None
             vals[f.name] = value
         out.append(cls(**vals))
     return out[0] if len(out) == 1 else tuple(out)
-
-
-def fingerprint(*instances, ignore: tuple[str, ...] = ()) -> dict[str, str]:
-    """The settings that decide a run's result, as strings (resume only when they are equal).
-
-    Superseded by :func:`relift.train.fingerprint.run_fingerprint` (one list of run-only keys,
-    inputs and code included); kept until the generator's trainer uses that."""
-    fp = {}
-    for inst in instances:
-        for k, v in sorted(dataclasses.asdict(inst).items()):
-            if k not in ignore:
-                fp[k] = str(v)
-    return fp
