@@ -569,3 +569,26 @@ def test_candidates_do_not_depend_on_the_batch_plan(tok):
         assert [c for c, _ in r] == [c for c, _ in runs[0]]
         for (_, a), (_, b) in zip(r, runs[0], strict=True):
             assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_model_size_is_built_from_generator_settings():
+    """ModelSize holds no second set of numbers: its defaults and from_settings are
+    GeneratorSettings' (only the copy head is resolved for the arch)."""
+    from dataclasses import asdict, replace
+
+    from relift.selfmem.generator.settings import GeneratorSettings
+
+    st = GeneratorSettings()
+    for name, value in asdict(ModelSize()).items():
+        if name != "copy":
+            assert value == getattr(st, name), name
+    assert ModelSize.from_settings(st, "joint") == replace(ModelSize(), copy=st.copy)
+    assert ModelSize.from_settings(st, "dual").copy is False
+    mine = replace(st, d_model=64, encoder_layers=5, attention_dropout=0.2, copy=False)
+    size = ModelSize.from_settings(mine, "vanilla")
+    assert (size.d_model, size.encoder_layers, size.attention_dropout, size.copy) == (
+        64,
+        5,
+        0.2,
+        False,
+    )

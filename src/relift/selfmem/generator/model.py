@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -50,6 +50,7 @@ from relift.selfmem.generator.copy_head import (
     beam_search_cache,
 )
 from relift.selfmem.generator.dual import DualBartConfig, DualBartForConditionalGeneration
+from relift.selfmem.generator.settings import GeneratorSettings
 
 ARCHS = ("vanilla", "joint", "dual")
 SPEC_FILE = "selfmem.json"
@@ -103,21 +104,40 @@ class GeneratorSpec:
                 raise InputError(f"{k} must be at least 4, got {getattr(self, k)}", field=k)
 
 
+def _setting(name: str):
+    """GeneratorSettings' default of ``name``: ModelSize holds no second set of numbers."""
+    return next(f.default for f in fields(GeneratorSettings) if f.name == name)
+
+
 @dataclass
 class ModelSize:
-    d_model: int = 256
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    attention_heads: int = 4
-    ffn_dim: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
+    """The shape of a from-scratch Transformer. Its defaults are :class:`GeneratorSettings`'
+    (config.yaml's); a trainer builds it with :meth:`from_settings`."""
+
+    d_model: int = _setting("d_model")
+    encoder_layers: int = _setting("encoder_layers")
+    decoder_layers: int = _setting("decoder_layers")
+    attention_heads: int = _setting("attention_heads")
+    ffn_dim: int = _setting("ffn_dim")
+    dropout: float = _setting("dropout")
+    attention_dropout: float = _setting("attention_dropout")
     # pre-LN layers (mBART-style; the dual architecture is post-LN BART only)
-    pre_ln: bool = True
-    # pointer-generator head over the encoder input tokens (vanilla/joint, pre-LN only)
+    pre_ln: bool = _setting("pre_ln")
+    # whether THIS model has the pointer-generator head over the encoder input tokens (vanilla/
+    # joint, pre-LN only). Not a setting but its outcome for one arch: GeneratorSettings.copy
+    # asks for the head where the arch allows one, and from_settings resolves it; a hand-built
+    # size has no head unless asked.
     copy: bool = False
     # position embeddings of a pre-LN model: sinusoidal (fixed) or learned
-    positions: str = "sinusoidal"
+    positions: str = _setting("positions")
+
+    @classmethod
+    def from_settings(cls, st: GeneratorSettings, arch: str) -> ModelSize:
+        """The size ``st`` asks for, for ``arch``: dual gets no copy head."""
+        return cls(
+            **{f.name: getattr(st, f.name) for f in fields(cls) if f.name != "copy"},
+            copy=st.copy and arch != "dual",
+        )
 
 
 def scratch_config(tokenizer, spec: GeneratorSpec, size: ModelSize) -> BartConfig:
@@ -194,7 +214,8 @@ class Generator:
         cls, tokenizer, spec: GeneratorSpec, size: ModelSize | None = None, seed: int = 0
     ):
         torch.manual_seed(seed)
-        config = scratch_config(tokenizer, spec, size or ModelSize())
+        size = size or ModelSize.from_settings(GeneratorSettings(), spec.arch)
+        config = scratch_config(tokenizer, spec, size)
         model = {
             DualBartConfig: DualBartForConditionalGeneration,
             CopyMBartConfig: CopyMBartForConditionalGeneration,

@@ -220,18 +220,7 @@ def build_generator(args, st: GeneratorSettings, tok, spec: GeneratorSpec, seed:
         return Generator(base.model, tok, spec), init
     if st.pretrained:
         return Generator.from_pretrained_model(st.pretrained, tok, spec), init
-    size = ModelSize(
-        st.d_model,
-        st.encoder_layers,
-        st.decoder_layers,
-        st.attention_heads,
-        st.ffn_dim,
-        st.dropout,
-        st.attention_dropout,
-        pre_ln=st.pre_ln,
-        copy=st.copy and args.arch != "dual",  # dual: no copy head
-        positions=st.positions,
-    )
+    size = ModelSize.from_settings(st, args.arch)  # dual: no copy head
     return Generator.from_scratch(tok, spec, size, seed=seed), init
 
 
