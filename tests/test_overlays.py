@@ -226,8 +226,13 @@ def test_paper_selfmem_overlays_stack(tmp_path):
     assert {k: jobs.get(k) for k in expected} == expected
     assert not GERMAN_MEMORY_RULES & set(jobs) and "tm_ende" not in out
     (bm25,) = shell_commands(out, "selfmem.memory")
-    assert "--backend elasticsearch" in bm25 and "--top-k 10 --max-words 600" in bm25
-    assert "--es-index relift-selfmem-jrc_ende" in bm25
+    # the selfmem.memory section arrives as one --settings JSON value; --task names the index
+    memory = json.loads(shlex.split(bm25.split("--settings ", 1)[1])[0])
+    assert memory["backend"] == "elasticsearch" and (memory["top_k"], memory["max_words"]) == (
+        10,
+        600,
+    )
+    assert memory["es_index_prefix"] == "relift-selfmem" and "--task jrc_ende" in bm25
     gens = shell_commands(out, "selfmem.generator.train")
     assert len(gens) == archs
     paper_generator = {

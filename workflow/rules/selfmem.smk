@@ -30,24 +30,14 @@ rule selfmem_memory:
         out_dir="results/selfmem/{task}/memory",
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        backend=SELFMEM["memory"]["backend"],
-        engine=SELFMEM["memory"]["bm25s_engine"],
-        top_k=SELFMEM["memory"]["top_k"],
-        max_words=SELFMEM["memory"]["max_words"],
-        k1=SELFMEM["memory"]["k1"],
-        b=SELFMEM["memory"]["b"],
-        es_index=lambda wc: f"{SELFMEM['memory']['es_index_prefix']}-{wc.task.lower()}",
-        es_batch_size=SELFMEM["memory"]["es_batch_size"],
-        es_max_retries=SELFMEM["memory"]["es_max_retries"],
+        # selfmem.memory as one JSON value; --task names the Elasticsearch index
+        settings=settings_json(SELFMEM["memory"]),
     shell:
         "python -m relift.selfmem.memory --train {input.train:q} --query train={input.train:q}"
         " --query dev={input.dev:q} --query test={input.test:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --backend {params.backend} --bm25s-engine {params.engine}"
-        " --top-k {params.top_k} --max-words {params.max_words}"
-        " --k1 {params.k1} --b {params.b} --threads {threads}"
-        " --es-index {params.es_index:q} --es-batch-size {params.es_batch_size}"
-        " --es-max-retries {params.es_max_retries} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --settings {params.settings:q} --task {wildcards.task:q} --threads {threads}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule selfmem_match:
