@@ -262,7 +262,17 @@ def test_paper_selfmem_overlays_stack(tmp_path):
         assert settings.get("memory_min_match", 0) == 0 and not settings.get("memory_marker")
     cands = [c for c in shell_commands(out, "selfmem.generator.candidates") if "/candidates/" in c]
     assert len(cands) == archs * 2
-    assert all("--num-beams 50 --num-return-sequences 50" in c for c in cands)
+    # selfmem.candidates as one --settings JSON value (without the workflow's splits and gpus);
+    # the final hypotheses are the same module with selfmem.hypotheses' beam, one per input
+    for cmd in cands:
+        settings = json.loads(shlex.split(cmd.split("--settings ", 1)[1])[0])
+        assert settings["num_beams"] == settings["num_return_sequences"] == 50, cmd
+        assert "splits" not in settings and "gpus" not in settings
+    hyps = [c for c in shell_commands(out, "selfmem.generator.candidates") if "/hypotheses/" in c]
+    assert len(hyps) == archs * 2
+    for cmd in hyps:
+        settings = json.loads(shlex.split(cmd.split("--settings ", 1)[1])[0])
+        assert (settings["num_beams"], settings["num_return_sequences"]) == (5, 1), cmd
     # the selfmem.selector section arrives as one --settings JSON value
     for cmd in shell_commands(out, "selfmem.selector.cli"):
         settings = json.loads(shlex.split(cmd.split("--settings ", 1)[1])[0])

@@ -178,18 +178,14 @@ rule selfmem_candidates:
     params:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        num_beams=SELFMEM_CANDIDATES["num_beams"],
-        num_return=SELFMEM_CANDIDATES["num_return_sequences"],
-        batch_size=SELFMEM_CANDIDATES["batch_size"],
-        max_examples=SELFMEM_CANDIDATES["max_examples"],
+        # selfmem.candidates as one JSON value (splits and gpus are the workflow's keys)
+        settings=settings_json(SELFMEM_CANDIDATES, drop=("splits", "gpus")),
         device=config["device"],
     shell:
         "python -m relift.selfmem.generator.candidates --generator {input.generator:q}"
         " --data {input.data:q} --memory {input.memory:q} --match {input.match:q}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --num-beams {params.num_beams} --num-return-sequences {params.num_return}"
-        " --batch-size {params.batch_size} --max-examples {params.max_examples}"
-        " --device {params.device} --threads {threads}"
+        " --settings {params.settings:q} --device {params.device} --threads {threads}"
         " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"
 
 
@@ -202,10 +198,15 @@ use rule selfmem_candidates as selfmem_hypotheses with:
     benchmark:
         "results/benchmarks/selfmem/{task}/hypotheses_{arch}_{split}.tsv"
     params:
-        num_beams=SELFMEM_HYPOTHESES["num_beams"],
-        num_return=1,
-        batch_size=SELFMEM_HYPOTHESES["batch_size"],
-        max_examples=0,
+        # selfmem.hypotheses' beam and batch size; one hypothesis per input, every example
+        settings=settings_json(
+            {
+                "num_beams": SELFMEM_HYPOTHESES["num_beams"],
+                "num_return_sequences": 1,
+                "batch_size": SELFMEM_HYPOTHESES["batch_size"],
+                "max_examples": 0,
+            }
+        ),
 
 
 rule selfmem_score:

@@ -23,9 +23,15 @@ use rule selfmem_candidates as selfmem_selector_train_candidates with:
         task=SELFMEM_TASK_RE,
         arch=LOOP_ARCH_RE,
     params:
-        num_beams=SELFMEM_SELECTOR["train_num_beams"],
-        num_return=SELFMEM_SELECTOR["train_num_return_sequences"],
-        max_examples=SELFMEM_SELECTOR["train_examples"],
+        # the selector's training pools: selfmem.selector's train_* keys, candidates' batch size
+        settings=settings_json(
+            {
+                "num_beams": SELFMEM_SELECTOR["train_num_beams"],
+                "num_return_sequences": SELFMEM_SELECTOR["train_num_return_sequences"],
+                "max_examples": SELFMEM_SELECTOR["train_examples"],
+                "batch_size": SELFMEM_CANDIDATES["batch_size"],
+            }
+        ),
 
 
 rule selfmem_selector_scratch_encoder:

@@ -11,6 +11,9 @@ decoded in batches of similar source length. Outputs:
 
 The paper uses 50 beams / 50 candidates for the selector's pool and beam 5 / 1 hypothesis for the
 final output.
+
+Settings (:class:`relift.selfmem.generator.settings.CandidatesSettings`: config.yaml's
+``selfmem.candidates``) come as ``--settings JSON`` and/or one flag each.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import torch
 
 from relift.io import LOG, InputError, atomic_path, run_cli, write_jsonl_atomic
 from relift.selfmem.data import load_memory, load_split, one_line
+from relift.selfmem.generator.settings import CandidatesSettings
 from relift.selfmem.match import read_scores
+from relift.settings import add_settings, settings_from_args
 
 
 def plan_batches(
@@ -133,11 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--src-field", default="src")
     ap.add_argument("--trg-field", default="trg")
-    ap.add_argument("--num-beams", type=int, default=8)
-    ap.add_argument("--num-return-sequences", type=int, default=8)
-    ap.add_argument(
-        "--batch-size", type=int, default=32, help="inputs per batch (x beams sequences)"
-    )
     ap.add_argument("--length-penalty", type=float, default=1.0)
     ap.add_argument(
         "--max-length-ratio",
@@ -146,24 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="output budget: ratio x longest source of the batch + 10 tokens, capped by the "
         "generator's max_target_length (0 = the cap)",
     )
-    ap.add_argument(
-        "--max-examples", type=int, default=0, help="decode only the first N examples (0 = all)"
-    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--output-jsonl", required=True, type=Path)
     ap.add_argument("--output-txt", required=True, type=Path)
+    add_settings(ap, CandidatesSettings)
     return ap
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    if args.num_beams < 1 or not 1 <= args.num_return_sequences <= args.num_beams:
+def _check_settings(st: CandidatesSettings) -> None:
+    if st.num_beams < 1 or not 1 <= st.num_return_sequences <= st.num_beams:
         raise InputError(
-            f"need 1 <= num_return_sequences ({args.num_return_sequences}) <= num_beams "
-            f"({args.num_beams})"
+            f"need 1 <= num_return_sequences ({st.num_return_sequences}) <= num_beams "
+            f"({st.num_beams})"
         )
-    if args.batch_size < 1:
-        raise InputError("--batch-size must be >= 1")
+    if st.batch_size < 1:
+        raise InputError("batch_size must be >= 1")
+    if st.max_examples < 0:
+        raise InputError("max_examples must be >= 0")
 
 
 def _load_generator(args: argparse.Namespace):
@@ -179,9 +179,9 @@ def _load_generator(args: argparse.Namespace):
     return Generator.load(args.generator, device=device)
 
 
-def _inputs(args: argparse.Namespace, gen) -> tuple[list[str], list[str] | None]:
+def _inputs(args: argparse.Namespace, gen, max_examples: int) -> tuple[list[str], list[str] | None]:
     """The sources and the memories (as the generator reads them; None for vanilla) to decode,
-    the first ``--max-examples`` of them."""
+    the first ``max_examples`` of them (0 = all)."""
     split = load_split(args.data, args.src_field, args.trg_field)
     memories = None
     if gen.spec.arch != "vanilla":
@@ -191,9 +191,9 @@ def _inputs(args: argparse.Namespace, gen) -> tuple[list[str], list[str] | None]
         scores = read_scores(args.match, len(split)) if args.match else None
         memories = gen.memory_view(memories, scores)
     sources = split.sources
-    if args.max_examples:
-        sources = sources[: args.max_examples]
-        memories = memories[: args.max_examples] if memories is not None else None
+    if max_examples:
+        sources = sources[:max_examples]
+        memories = memories[:max_examples] if memories is not None else None
     return sources, memories
 
 
@@ -212,17 +212,18 @@ def write_candidates(res: list, output_jsonl: Path, output_txt: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    _check_args(args)
+    st = settings_from_args(args, CandidatesSettings)
+    _check_settings(st)
     gen = _load_generator(args)
-    sources, memories = _inputs(args, gen)
+    sources, memories = _inputs(args, gen, st.max_examples)
     t0 = time.time()
     res = generate_candidates(
         gen,
         sources,
         memories,
-        args.num_beams,
-        args.num_return_sequences,
-        args.batch_size,
+        st.num_beams,
+        st.num_return_sequences,
+        st.batch_size,
         args.length_penalty,
         args.max_length_ratio,
     )
@@ -232,8 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         "%s: %d inputs x %d candidates (beam %d) in %.1fs (%.2f inputs/s) -> %s",
         gen.spec.arch,
         len(res),
-        args.num_return_sequences,
-        args.num_beams,
+        st.num_return_sequences,
+        st.num_beams,
         dt,
         len(res) / max(dt, 1e-9),
         args.output_jsonl,

@@ -109,3 +109,18 @@ GENERATOR_TRAIN_DEFAULTS = {
     "min_lr_ratio": 0.0,
     "log_every": 50,
 }
+
+
+@dataclass
+class CandidatesSettings:
+    """``selfmem.candidates``: beam decoding of a split (the selector's pools, the final
+    hypotheses). ``splits`` and ``gpus`` are the workflow's keys, not the CLI's; the final
+    hypotheses (``selfmem.hypotheses``) and the selector's training pools (``selfmem.selector``'s
+    ``train_*`` keys) are the same CLI with other values, which their rules pass."""
+
+    num_beams: int = setting(4, "beam size (50 in the paper)")
+    num_return_sequences: int = setting(
+        4, "hypotheses kept per input, best first (50 in the paper; at most num_beams)"
+    )
+    batch_size: int = setting(16, "inputs per decoding batch (x num_beams sequences)")
+    max_examples: int = setting(0, "decode only the first N examples (0 = all)")
