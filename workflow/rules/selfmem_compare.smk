@@ -119,7 +119,9 @@ rule selfmem_compare:
         "../../envs/relift.yaml"
     params:
         args=sm_compare_args,
+        # selfmem.compare (the bootstrap's resamples and seed) as one JSON value
+        settings=settings_json(SELFMEM["compare"]),
     shell:
         "python -m relift.selfmem.evaluation.compare table {params.args}"
-        " --output-json {output.json:q} --output-csv {output.csv:q}"
+        " --settings {params.settings:q} --output-json {output.json:q} --output-csv {output.csv:q}"
         " --output-html {output.html:q} > {log:q} 2>&1"

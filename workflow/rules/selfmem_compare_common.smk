@@ -94,9 +94,6 @@ def sm_compare_args(wildcards):
     args.append(
         f"--metrics {'bleu,chrf' if task.get('metric', 'bleu') == 'bleu' else 'rouge'}"
     )
-    args.append(
-        f"--resamples {SELFMEM['compare']['resamples']} --seed {SELFMEM['compare']['seed']}"
-    )
     return " ".join(args)
 
 

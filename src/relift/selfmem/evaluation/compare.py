@@ -18,6 +18,9 @@ bootstrap against the reference row (the generator with BM25 memory): ΔBLEU, on
 
 Outputs: ``--output-json`` (everything), ``--output-csv`` (one line per row and split) and
 ``--output-html`` (the table, with a collapse warning at the top when any row collapsed).
+
+The table's settings (:class:`relift.selfmem.evaluation.settings.CompareSettings`: config.yaml's
+``selfmem.compare``) come as ``--settings JSON`` and/or one flag each.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from relift.io import LOG, InputError, atomic_path, run_cli, write_json_atomic, 
 from relift.score import bootstrap_interval, paired_bootstrap, read_lines, score
 from relift.selfmem.data import load_split, one_line, read_hit_ids
 from relift.selfmem.evaluation.html import comparison_page
+from relift.selfmem.evaluation.settings import CompareSettings
 from relift.selfmem.match import BANDS, band_label, band_of, memory_match_scores, read_scores
+from relift.settings import add_settings, settings_from_args
 
 SPLITS = ("dev", "test")
 
@@ -267,12 +272,13 @@ def _score_row(r: dict, s: str, ctx: dict, args: argparse.Namespace) -> dict:
     """The table line of row ``r`` on split ``s``: scores, collapse, copies of the memory,
     bands, compute, and the paired bootstraps against the reference row and the switch."""
     refs, memory, match = ctx["refs"][s], ctx["memory"][s], ctx["match"]
+    st: CompareSettings = ctx["settings"]
     runs = r["hyps"][s]
     scores = [score(run, refs, args.metrics) for run in runs]
     copies = [sum(h == m for h, m in zip(run, memory, strict=True)) / len(refs) for run in runs]
     rec = {"split": s, "label": r["label"], "kind": r["kind"], "seeds": len(runs)}
     rec |= _metric_fields(scores)
-    rec["bleu_ci95"] = bootstrap_interval(runs, refs, args.resamples, args.seed)
+    rec["bleu_ci95"] = bootstrap_interval(runs, refs, st.resamples, st.seed)
     rec |= {
         "distinct": min(sc["distinct"] for sc in scores),
         "collapsed": any(sc["collapsed"] for sc in scores),
@@ -285,16 +291,16 @@ def _score_row(r: dict, s: str, ctx: dict, args: argparse.Namespace) -> dict:
         rec |= r["compute"]
     ref_row, switch_row = ctx["ref_row"], ctx["switch_row"]
     if r is not ref_row:
-        bs = paired_bootstrap(runs, ref_row["hyps"][s], refs, args.resamples, args.seed)
+        bs = paired_bootstrap(runs, ref_row["hyps"][s], refs, st.resamples, st.seed)
         rec |= {"delta_vs_ref": bs["delta"], "p_value": bs["p_value"], "ci95": bs["ci95"]}
     if switch_row is not None and r["kind"] in ("generator", "loop"):
         # Selfmem is meaningful only where it also beats the classical baseline
-        bs = paired_bootstrap(runs, switch_row["hyps"][s], refs, args.resamples, args.seed)
+        bs = paired_bootstrap(runs, switch_row["hyps"][s], refs, st.resamples, st.seed)
         rec |= {"delta_vs_switch": bs["delta"], "p_vs_switch": bs["p_value"]}
     return rec
 
 
-def build_table(args: argparse.Namespace) -> dict:
+def build_table(args: argparse.Namespace, st: CompareSettings) -> dict:
     """Every row holds one output list per training seed (a ``--row``/``--loop`` file field
     lists the seeds' files separated by ';'). Scores are the mean (and sd) over seeds; the
     paired bootstrap pools the seeds (see relift.score.paired_bootstrap)."""
@@ -318,12 +324,13 @@ def build_table(args: argparse.Namespace) -> dict:
         "match": match,
         "ref_row": ref_row,
         "switch_row": switch_row,
+        "settings": st,
     }
     out_rows = [_score_row(r, s, ctx, args) for r in rows for s in SPLITS]
     return {
         "task": args.task,
         "reference_row": args.reference,
-        "resamples": args.resamples,
+        "resamples": st.resamples,
         "seeds": max(r["seeds"] for r in out_rows),
         "collapsed": sorted({r["label"] for r in out_rows if r["collapsed"]}),
         "bands": [band_label(lo, hi) for lo, hi in BANDS] if match is not None else [],
@@ -375,7 +382,7 @@ def to_html(table: dict) -> str:
 
 
 def table(args: argparse.Namespace) -> None:
-    t = build_table(args)
+    t = build_table(args, settings_from_args(args, CompareSettings))
     for r in t["rows"]:
         LOG.info(
             "%s %-60s BLEU %6.2f distinct %.2f%s",
@@ -434,11 +441,10 @@ def _add_table_args(sub) -> None:
     tb.add_argument("--vanilla", default="", help="label of the vanilla row (fuzzy switch)")
     tb.add_argument("--reference", required=True, help="label of the row others are tested on")
     tb.add_argument("--metrics", default="bleu,chrf", type=lambda s: s.split(","))
-    tb.add_argument("--resamples", type=int, default=1000)
-    tb.add_argument("--seed", type=int, default=0)
     tb.add_argument("--output-json", required=True, type=Path)
     tb.add_argument("--output-csv", required=True, type=Path)
     tb.add_argument("--output-html", required=True, type=Path)
+    add_settings(tb, CompareSettings)
 
 
 def build_parser() -> argparse.ArgumentParser:
