@@ -17,6 +17,7 @@ import yaml
 from helpers import ROOT
 
 from relift.regpt import settings as R
+from relift.selfmem.evaluation.settings import CompareSettings
 from relift.selfmem.generator import settings as G
 from relift.selfmem.memory.settings import MemorySettings
 from relift.selfmem.selector import settings as S
@@ -95,6 +96,17 @@ CASES = [
         G.GENERATOR_TRAIN_DEFAULTS,
         cli_only=("eval_batch_size",),
         workflow_keys=("gpus", "warm_start_train"),
+    ),
+    Case(
+        "relift.selfmem.generator.candidates",
+        (G.CandidatesSettings,),
+        ("selfmem.candidates",),
+        workflow_keys=G.CANDIDATES_WORKFLOW_KEYS,
+    ),
+    Case(
+        "relift.selfmem.evaluation.compare table",
+        (CompareSettings,),
+        ("selfmem.compare",),
     ),
     Case(
         "relift.selfmem.selector.cli",

@@ -179,7 +179,7 @@ rule selfmem_candidates:
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
         # selfmem.candidates as one JSON value (splits and gpus are the workflow's keys)
-        settings=settings_json(SELFMEM_CANDIDATES, drop=("splits", "gpus")),
+        settings=settings_json(SELFMEM_CANDIDATES, drop=CANDIDATES_WORKFLOW_KEYS),
         device=config["device"],
     shell:
         "python -m relift.selfmem.generator.candidates --generator {input.generator:q}"

@@ -2,6 +2,8 @@
 import re
 import shlex
 
+from relift.selfmem.generator.settings import CANDIDATES_WORKFLOW_KEYS
+
 SELFMEM = config["selfmem"]
 # an overlay's task map is merged into the default's (tasks set to null are dropped by the
 # Snakefile); only the tasks in run_tasks are built

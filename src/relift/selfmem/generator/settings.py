@@ -111,6 +111,10 @@ GENERATOR_TRAIN_DEFAULTS = {
 }
 
 
+# keys of selfmem.candidates that the workflow reads itself (which splits get pools, GPUs per job)
+CANDIDATES_WORKFLOW_KEYS = ("splits", "gpus")
+
+
 @dataclass
 class CandidatesSettings:
     """``selfmem.candidates``: beam decoding of a split (the selector's pools, the final
