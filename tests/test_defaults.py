@@ -19,6 +19,7 @@ from helpers import ROOT
 from relift.regpt import settings as R
 from relift.selfmem.evaluation.settings import CompareSettings
 from relift.selfmem.generator import settings as G
+from relift.selfmem.loop.settings import LOOP_WORKFLOW_KEYS, LoopSettings
 from relift.selfmem.memory.settings import MemorySettings
 from relift.selfmem.selector import settings as S
 from relift.settings import _default
@@ -107,6 +108,12 @@ CASES = [
         "relift.selfmem.evaluation.compare table",
         (CompareSettings,),
         ("selfmem.compare",),
+    ),
+    Case(
+        "relift.selfmem.loop.run generate",
+        (LoopSettings,),
+        ("selfmem.loop", "selfmem.candidates"),
+        workflow_keys=LOOP_WORKFLOW_KEYS,
     ),
     Case(
         "relift.selfmem.selector.cli",

@@ -117,16 +117,20 @@ rule selfmem_loop_candidates:
         outputs=sm_split_args(output_jsonl="output"),
         src_field=sm_opt("src_field"),
         trg_field=sm_opt("trg_field"),
-        num_beams=SELFMEM_LOOP["num_beams"],
-        num_return=SELFMEM_LOOP["num_return_sequences"],
-        batch_size=SELFMEM_CANDIDATES["batch_size"],
+        # the pool's beam (selfmem.loop) and candidates' batch size as one JSON value
+        settings=settings_json(
+            {
+                "num_beams": SELFMEM_LOOP["num_beams"],
+                "num_return_sequences": SELFMEM_LOOP["num_return_sequences"],
+                "batch_size": SELFMEM_CANDIDATES["batch_size"],
+            }
+        ),
         device=config["device"],
     shell:
         "python -m relift.selfmem.loop.run generate --generator {input.generator:q} {params.data}"
         " {params.beams} --slot {wildcards.beam} {params.outputs}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
-        " --num-beams {params.num_beams} --num-return-sequences {params.num_return}"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " --settings {params.settings:q} --device {params.device} --threads {threads}"
         " > {log:q} 2>&1"
 
 

@@ -192,12 +192,19 @@ def sm_loop_hyp_args(wildcards, input, output, threads):
         f"--memory {s}={shlex.quote(p)} --match {s}={shlex.quote(m)}"
         for s, p, m in zip(LOOP_SPLITS, input.memory, input.match)
     )
+    # the final beam (selfmem.hypotheses), one hypothesis per input
+    hyp_settings = settings_json(
+        {
+            "num_beams": SELFMEM_HYPOTHESES["num_beams"],
+            "num_return_sequences": 1,
+            "batch_size": SELFMEM_HYPOTHESES["batch_size"],
+        }
+    )
     return (
         f"generate --generator {shlex.quote(input.generator)} {data}"
         f" {mems} {outs} --src-field {shlex.quote(task.get('src_field', 'src'))}"
         f" --trg-field {shlex.quote(task.get('trg_field', 'trg'))}"
-        f" --num-beams {SELFMEM_HYPOTHESES['num_beams']} --num-return-sequences 1"
-        f" --batch-size {SELFMEM_HYPOTHESES['batch_size']} --device {config['device']}"
+        f" --settings {shlex.quote(hyp_settings)} --device {config['device']}"
         f" --threads {threads}"
     )
 

@@ -14,6 +14,9 @@ and dev and test are scored at every iteration (``score``). Everything in this m
 The memory operations live in :mod:`relift.selfmem.loop.topb` (Top-B memory beam, augmented memory)
 and :mod:`relift.selfmem.loop.oracle` (the oracle's Δ scores); the files of an iteration and their
 formats in :mod:`relift.selfmem.loop.formats`.
+
+``generate``'s decoding (:class:`relift.selfmem.loop.settings.LoopSettings`) comes as
+``--settings JSON`` and/or one flag each.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from relift.selfmem.loop.formats import (
     write_scores,
 )
 from relift.selfmem.loop.oracle import oracle_scores
+from relift.selfmem.loop.settings import LoopSettings
 from relift.selfmem.loop.topb import MODES, TokenCounter, combine_memory, select_topb
+from relift.settings import add_settings, settings_from_args
 
 
 # --------------------------------------------------------------------------- subcommands
@@ -243,6 +248,11 @@ def cmd_generate(args) -> None:
     from relift.selfmem.generator.candidates import generate_candidates
     from relift.selfmem.generator.model import Generator
 
+    st = settings_from_args(args, LoopSettings)
+    if st.num_beams < 1 or not 1 <= st.num_return_sequences <= st.num_beams:
+        raise InputError("need 1 <= num_return_sequences <= num_beams")
+    if st.batch_size < 1:
+        raise InputError("batch_size must be >= 1")
     splits, files = _generate_files(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -257,17 +267,17 @@ def cmd_generate(args) -> None:
             gen,
             sp.sources,
             mems if gen.spec.arch != "vanilla" else None,
-            args.num_beams,
-            args.num_return_sequences,
-            args.batch_size,
+            st.num_beams,
+            st.num_return_sequences,
+            st.batch_size,
         )
         _write_generated(files, split, res)
         LOG.info(
             "%s: %d inputs x %d (beam %d) in %.1fs",
             split,
             len(res),
-            args.num_return_sequences,
-            args.num_beams,
+            st.num_return_sequences,
+            st.num_beams,
             time.time() - t0,
         )
 
@@ -390,13 +400,11 @@ def _add_generate_args(sub) -> None:
         help="fuzzy-match scores of each split's retrieved memory (memory/<split>.match.txt): "
         "a generator with a memory recipe reads every memory of that example with that score",
     )
-    p.add_argument("--num-beams", type=int, default=5)
-    p.add_argument("--num-return-sequences", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--output-jsonl", **_MANY)
     p.add_argument("--output-txt", **_MANY)
+    add_settings(p, LoopSettings)
     p.set_defaults(func=cmd_generate)
 
 
@@ -440,10 +448,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if getattr(args, "num_beams", 1) < 1 or not (
-        1 <= getattr(args, "num_return_sequences", 1) <= getattr(args, "num_beams", 1)
-    ):
-        raise InputError("need 1 <= num_return_sequences <= num_beams")
     args.func(args)
 
 
