@@ -104,3 +104,8 @@ def test_relative_and_function_level_imports(tmp_path):
         "p/b.py",
         "p/c.py",
     )
+
+
+def test_a_package_run_with_python_m_includes_its_main():
+    files = set(module_files("relift.selfmem.memory"))
+    assert {"selfmem/memory/__main__.py", "selfmem/memory/cli.py"} <= files

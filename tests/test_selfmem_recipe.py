@@ -69,7 +69,7 @@ def task(tmp_path_factory):
     d = tmp_path_factory.mktemp("recipe")
     tok_dir = d / "tokenizer"
     train = write_split(d / "train.jsonl", PAIRS)
-    dev = write_split(d / "dev.jsonl", QUERIES)
+    write_split(d / "dev.jsonl", QUERIES)
     assert run_cli(sm_tokenizer.main, ["--train", str(train), "--vocab-size", "400",
                                        "--output", str(tok_dir)]) == 0  # fmt: skip
     (d / "train.mem").write_text("".join(t + "\n" for _, t in PAIRS[1:] + PAIRS[:1]))

@@ -66,6 +66,11 @@ def module_files(name: str, src: Path = SRC) -> tuple[str, ...]:
             continue  # a name imported from a module, not a module
         files.add(path)
         todo.extend(_imports(path, mod))
+        main = path.parent / "__main__.py"
+        if mod == name and path.name == "__init__.py" and main.is_file():
+            # `python -m package` runs its __main__
+            files.add(main)
+            todo.extend(_imports(main, f"{mod}.__main__"))
     root = src / "relift"
     return tuple(sorted(str(p.relative_to(root)) for p in files))
 

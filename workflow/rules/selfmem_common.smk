@@ -44,11 +44,14 @@ SELFMEM_CANDIDATES = SELFMEM["candidates"]
 def sm_generator_settings(wildcards):
     """selfmem.generator as one --settings JSON: a warm-started memory arch trains with the
     warm_start_train values (its continuation's updates and schedule); vanilla, which reads no
-    memory and continues from nothing, does not depend on the warm-start and memory_* keys."""
+    memory and continues from nothing, does not depend on the warm-start and memory_* keys.
+    """
     arch, _ = sm_arch_seed(wildcards.arch)
     section = dict(SELFMEM_GENERATOR)
     continuation = section.pop("warm_start_train")
-    if arch == "vanilla":  # it reads no memory: the memory recipe's keys are not its settings
+    if (
+        arch == "vanilla"
+    ):  # it reads no memory: the memory recipe's keys are not its settings
         for key in [k for k in section if k == "warm_start" or k.startswith("memory_")]:
             section.pop(key)
     elif section["warm_start"]:
