@@ -114,6 +114,8 @@ VOLATILE = {
     r"\.html$": "the report embeds its creation time",
     r"regpt/equal_compute\.csv$": "which dev evaluation falls within a budget of training "
     "seconds depends on how fast the machine ran (its time columns are stripped too)",
+    r"(learning_curves|dev_curves)\.png$": "the learning curves plot dev scores against "
+    "training seconds",
 }
 
 
