@@ -182,13 +182,14 @@ def test_selector_setting_does_not_retrain_the_generator(tiny_run, tmp_path):
 
 
 def test_memory_recipe_retrains_the_memory_generator_not_vanilla(tiny_run, tmp_path):
-    rec = overlay(tmp_path, "rec.yaml", "selfmem:\n  generator:\n    memory_marker: true\n")
+    rec = overlay(tmp_path, "rec.yaml", "selfmem:\n  generator:\n    memory_marker: false\n")
     r = snakemake(tiny_run, "-n", "-p", configfiles=[rec])
     gens = [c for c in r.stdout.splitlines() if "python -m relift.selfmem.generator.train " in c]
-    assert len(gens) == 1 and "--arch joint" in gens[0] and '"memory_marker":true' in gens[0]
+    assert len(gens) == 1 and "--arch joint" in gens[0] and '"memory_marker":false' in gens[0]
     jobs = set(planned_jobs(tiny_run, configfiles=[rec])) - {"all"}
     assert "selfmem_train_generator" in jobs and "selfmem_match" not in jobs
-    assert not any(j.startswith(("regpt_", "selfmem_memory", "selfmem_tokenizer")) for j in jobs)
+    assert not {"selfmem_memory", "selfmem_memory_score", "selfmem_tokenizer"} & jobs
+    assert not any(j.startswith("regpt_") for j in jobs)
 
 
 def test_more_iterations_only_add_new_iterations(tiny_run, tmp_path):
