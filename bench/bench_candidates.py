@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from relift.encoders import pick_device
-from relift.selfmem.generator.candidates import generate_candidates, input_lengths
 from relift.selfmem.data import load_memory, load_split, one_line
+from relift.selfmem.generator.candidates import generate_candidates, input_lengths
 from relift.selfmem.generator.model import Generator
 
 ANCHOR_SENT_PER_S = 53.0
