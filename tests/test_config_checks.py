@@ -28,6 +28,7 @@ def with_changes(**changes) -> dict:
 # the shipped overlays as the README stacks them
 STACKS = [
     ["cpu-science.yaml"],
+    ["cpu-seeds.yaml"],
     ["paper-regpt.yaml"],
     ["paper-selfmem.yaml"],
     ["paper-selfmem.yaml", "paper-selfmem-loop.yaml"],
@@ -113,6 +114,10 @@ CASES = {
             "selfmem.generator.memory_noise_share": 0.6,
         },
         ["selfmem.generator.memory_closest_share", "selfmem.generator.memory_noise_share", "> 1"],
+    ),
+    "the equal-compute control without vanilla": (
+        {"selfmem.archs": ["joint", "control"]},
+        ["selfmem.archs: control continues the trained vanilla generator", "add vanilla"],
     ),
     "ReGPT width not a multiple of the heads": (
         {"regpt.model.hidden": 30},

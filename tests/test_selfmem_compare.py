@@ -148,8 +148,19 @@ def test_table_cli(tmp_path):
     orc_loop = next(r for r in loop if r["split"] == "dev")  # the reference itself on dev
     assert orc_loop["delta_vs_switch"] > 0 and orc_loop["p_vs_switch"] < 0.05
     assert 0 <= rows[("test", "joint + BM25 memory")]["p_vs_switch"] <= 1
+    # every generator and loop row is tested against copy, switch, vanilla and the reference
+    joint_tests = {x["against"]: x for x in rows[("test", "joint + BM25 memory")]["tests"]}
+    assert set(joint_tests) == {
+        "copy the BM25 memory",
+        "fuzzy-match switch (BM25 memory if match ≥ t, else vanilla)",
+        "vanilla (no memory)",
+    }
+    vs_vanilla = joint_tests["vanilla (no memory)"]
+    assert vs_vanilla["delta"] > 0 and vs_vanilla["p"] < 0.05  # cut(5) beats cut(2)
+    assert "joint + BM25 memory" in {x["against"] for x in orc_loop["tests"]}
     page = out["html"].read_text()
     assert "Δ vs switch (p)" in page and "<b>Collapse</b> (test): " in page
+    assert "paired bootstraps, test: joint + BM25 memory" in page
     assert out["csv"].read_text().splitlines()[0].startswith("split,label,kind,seeds,bleu")
     # a row with the wrong number of lines is a clear error
     bad = argv.copy()
@@ -201,6 +212,23 @@ def test_band_counts_sum_to_the_split_and_scores_are_per_band():
     assert bands[2]["bleu"] == 100.0 and bands[1]["bleu"] < 50
     empty = compare.band_scores([hyps[:2]], refs[:2], [0.1, 0.2])
     assert [b["n"] for b in empty] == [2, 0, 0, 0] and empty[3]["bleu"] is None
+
+
+def test_paired_tests_per_band_test_only_the_band_items():
+    refs = [f"das ist satz nummer {i} hier" for i in range(24)]
+    match = [0.2] * 12 + [0.95] * 12
+    # better in the low band (exact), identical in the high band
+    good = refs[:12] + ["etwas anderes"] * 12
+    base = ["etwas anderes"] * 24
+    (t,) = compare.paired_tests([good], {"base": [base]}, refs, match, 200, 0)
+    assert t["against"] == "base" and t["delta"] > 0 and t["p"] < 0.05
+    low, mid, _, high = t["bands"]
+    assert (low["n"], mid["n"], high["n"]) == (12, 0, 12)
+    assert low["delta"] == 100.0 and low["p"] < 0.05
+    assert high["delta"] == 0 and high["p"] == 1.0  # never better than itself
+    assert mid["delta"] is None and mid["p"] is None
+    (no_bands,) = compare.paired_tests([good], {"base": [base]}, refs, None, 50, 0)
+    assert "bands" not in no_bands
 
 
 def test_bleu_interval_brackets_the_corpus_bleu():

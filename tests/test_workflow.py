@@ -192,6 +192,22 @@ def test_memory_recipe_retrains_the_memory_generator_not_vanilla(tiny_run, tmp_p
     assert not any(j.startswith("regpt_") for j in jobs)
 
 
+def test_the_control_continues_vanilla_without_memory(tiny_run, tmp_path):
+    """archs + control: one more training, vanilla's continuation for warm_start_train's
+    updates with no memory input (so no memory setting is its setting); nothing upstream reruns."""
+    ctl = overlay(tmp_path, "ctl.yaml", "selfmem:\n  archs: [vanilla, joint, control]\n")
+    jobs = planned_jobs(tiny_run, configfiles=[ctl])
+    assert jobs["selfmem_train_generator"] == 1
+    assert jobs["selfmem_hypotheses"] == 2 and "selfmem_candidates" not in jobs
+    assert not {"selfmem_memory", "selfmem_tokenizer", "selfmem_selector_train"} & set(jobs)
+    r = snakemake(tiny_run, "-n", "-p", configfiles=[ctl])
+    (train,) = [c for c in r.stdout.splitlines() if "relift.selfmem.generator.train " in c]
+    assert "--arch vanilla" in train and "--train-memory" not in train
+    assert "--init-generator results/selfmem/tm_ende/generator/vanilla " in train
+    assert '"max_steps":4,' in train and '"memory_' not in train  # tiny warm_start_train
+    assert "vanilla continued, no memory" in r.stdout  # its comparison row
+
+
 def test_more_iterations_only_add_new_iterations(tiny_run, tmp_path):
     it = overlay(tmp_path, "it.yaml", "selfmem:\n  loop:\n    iterations: 3\n")
     jobs = set(planned_jobs(tiny_run, configfiles=[it])) - {"all"}

@@ -90,6 +90,11 @@ def _selfmem_generator(sm: dict) -> Iterator[str]:
     if sum(shares.values()) > 1 + 1e-9:
         named = ", ".join(f"selfmem.generator.{k}" for k, v in shares.items() if v)
         yield f"the memory shares ({named}) add up to {sum(shares.values()):.2f} > 1"
+    if "control" in sm["archs"] and "vanilla" not in sm["archs"]:
+        yield (
+            "selfmem.archs: control continues the trained vanilla generator of its seed; "
+            "add vanilla to selfmem.archs"
+        )
 
 
 def _regpt(regpt: dict) -> Iterator[str]:

@@ -135,7 +135,7 @@ rule selfmem_train_generator:
         # the whole section as one value: a changed setting reruns the job
         settings=sm_generator_settings,
         seed=sm_seed,
-        arch=sm_base_arch,
+        arch=sm_model_arch,
         device=config["device"],
     shell:
         "python -m relift.selfmem.generator.train --train {input.train:q} --dev {input.dev:q}"

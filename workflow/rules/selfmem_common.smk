@@ -36,34 +36,44 @@ def sm_seed(wildcards):
 # every (arch, seed) pair, as arch names
 SELFMEM_ARCHS = [sm_seeded(a, s) for a in SELFMEM_BASE_ARCHS for s in SELFMEM_SEEDS]
 SEED_SUFFIX_RE = r"(\.s[0-9]+)?"
-SELFMEM_ARCH_RE = f"(vanilla|joint|dual){SEED_SUFFIX_RE}"
+SELFMEM_ARCH_RE = f"(vanilla|joint|dual|control){SEED_SUFFIX_RE}"
+# archs that read no memory: vanilla, and `control`, the equal-compute control of a
+# warm-started memory arch (vanilla continued for warm_start_train's updates, no memory)
+NO_MEMORY_ARCHS = ("vanilla", "control")
+
+
+def sm_model_arch(wildcards):
+    """The generator architecture a job trains or decodes (control is a vanilla model)."""
+    arch = sm_base_arch(wildcards)
+    return "vanilla" if arch == "control" else arch
+
+
 SELFMEM_GENERATOR = SELFMEM["generator"]
 SELFMEM_CANDIDATES = SELFMEM["candidates"]
 
 
 def sm_generator_settings(wildcards):
-    """selfmem.generator as one --settings JSON: a warm-started memory arch trains with the
-    warm_start_train values (its continuation's updates and schedule); vanilla, which reads no
-    memory and continues from nothing, does not depend on the warm-start and memory_* keys.
+    """selfmem.generator as one --settings JSON: a continuation (a warm-started memory arch, or
+    control) trains with the warm_start_train values (its updates and schedule); vanilla and
+    control, which read no memory, do not depend on the warm-start and memory_* keys.
     """
     arch, _ = sm_arch_seed(wildcards.arch)
     section = dict(SELFMEM_GENERATOR)
     continuation = section.pop("warm_start_train")
-    if (
-        arch == "vanilla"
-    ):  # it reads no memory: the memory recipe's keys are not its settings
+    continues = arch == "control" or (arch != "vanilla" and section["warm_start"])
+    if arch in NO_MEMORY_ARCHS:  # the memory recipe's keys are not its settings
         for key in [k for k in section if k == "warm_start" or k.startswith("memory_")]:
             section.pop(key)
-    elif section["warm_start"]:
+    if continues:
         section |= continuation
     return settings_json(section, drop=("gpus",))
 
 
 def sm_warm_start(wildcards):
     """The trained vanilla generator of the same seed, where a memory arch continues from it
-    (selfmem.generator.warm_start); else no input."""
+    (selfmem.generator.warm_start) and for control; else no input."""
     arch, seed = sm_arch_seed(wildcards.arch)
-    if not SELFMEM_GENERATOR["warm_start"] or arch == "vanilla":
+    if arch == "vanilla" or (arch != "control" and not SELFMEM_GENERATOR["warm_start"]):
         return []
     return f"results/selfmem/{wildcards.task}/generator/{sm_seeded('vanilla', seed)}"
 
@@ -99,8 +109,8 @@ def sm_split(split):
 
 
 def sm_memory_flags(wildcards, input):
-    """Memory inputs of the generator: none for vanilla."""
-    if sm_base_arch(wildcards) == "vanilla":
+    """Memory inputs of the generator: none for vanilla and control."""
+    if sm_base_arch(wildcards) in NO_MEMORY_ARCHS:
         return ""
     return (
         sm_flag("--train-memory", input.train_memory)
@@ -123,9 +133,14 @@ def selfmem_targets():
             f"{base}/scores/bm25_memory/{{split}}.json", split=["dev", "test"]
         )
         for arch in SELFMEM_ARCHS:
+            # (control is read only through its hypotheses)
             out += expand(
                 f"{base}/candidates/{arch}/{{split}}.{{ext}}",
-                split=SELFMEM_CANDIDATES["splits"],
+                split=(
+                    SELFMEM_CANDIDATES["splits"]
+                    if arch.split(".")[0] != "control"
+                    else []
+                ),
                 ext=["jsonl", "txt"],
             )
             out += expand(f"{base}/scores/{arch}/{{split}}.json", split=["dev", "test"])

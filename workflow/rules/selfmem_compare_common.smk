@@ -2,6 +2,8 @@
 
 
 def _sm_row_label(arch):
+    if arch == "control":
+        return "vanilla continued, no memory (equal-compute control)"
     return "vanilla (no memory)" if arch == "vanilla" else f"{arch} + BM25 memory"
 
 
@@ -46,7 +48,7 @@ def sm_compare_args(wildcards):
     task = SELFMEM_TASKS[wildcards.task]
     q = shlex.quote
     archs = SELFMEM_BASE_ARCHS
-    loop_archs = [a for a in archs if a != "vanilla"]
+    loop_archs = [a for a in archs if a not in NO_MEMORY_ARCHS]
     args = [
         f"--task {q(wildcards.task)} --dev {q(task['dev'])}",
         f"--test {q(task['test'])}",
@@ -89,6 +91,10 @@ def sm_compare_args(wildcards):
                 args.append(f"--loop {q(f'{label}|{kind}|{dev}|{test}')}")
     if "vanilla" in archs:
         args.append(f"--vanilla {q(_sm_row_label('vanilla'))}")
+    if (
+        "control" in archs
+    ):  # the equal-compute control: tested against, overall and per band
+        args.append(f"--against {q(_sm_row_label('control'))}")
     ref = loop_archs[0] if loop_archs else archs[0]
     args.append(f"--reference {q(_sm_row_label(ref))}")
     args.append(

@@ -18,8 +18,8 @@ SELFMEM_LOOP = SELFMEM["loop"]
 # that relate these keys, here and below, are relift.config_checks', run by the Snakefile)
 SELECTOR_SCRATCH = SELFMEM_SELECTOR["encoder"] == "scratch"
 LOOP_SPLITS = ["dev", "test"]
-# vanilla reads no memory
-LOOP_ARCHS = [a for a in SELFMEM_ARCHS if sm_arch_seed(a)[0] != "vanilla"]
+# vanilla and control read no memory
+LOOP_ARCHS = [a for a in SELFMEM_ARCHS if sm_arch_seed(a)[0] not in NO_MEMORY_ARCHS]
 
 
 def _sm_variant(name):

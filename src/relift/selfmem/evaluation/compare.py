@@ -18,6 +18,9 @@ bootstrap against the reference row (the generator with BM25 memory): ΔBLEU, on
 
 Outputs: ``--output-json`` (everything), ``--output-csv`` (one line per row and split) and
 ``--output-html`` (the table, with a collapse warning at the top when any row collapsed).
+Every generator and loop row also carries ``tests``: its paired bootstrap against copying the
+memory, the switch, the vanilla row, the reference row and each ``--against`` row, overall and
+per fuzzy-match band.
 
 The table's settings (:class:`relift.selfmem.evaluation.settings.CompareSettings`: config.yaml's
 ``selfmem.compare``) come as ``--settings JSON`` and/or one flag each.
@@ -76,8 +79,7 @@ def training_compute(paths: list[str]) -> dict:
 def band_scores(runs: list[list[str]], refs: list[str], match: list[float]) -> list[dict]:
     """BLEU per fuzzy-match band (mean over seeds) and the band's item count."""
     out = []
-    for b, (lo, hi) in enumerate(BANDS):
-        idx = [i for i, m in enumerate(match) if band_of(m) == b]
+    for (lo, hi), idx in zip(BANDS, band_items(match), strict=True):
         rec = {"band": band_label(lo, hi), "lo": lo, "hi": hi, "n": len(idx), "bleu": None}
         if idx:
             vals = [
@@ -85,6 +87,42 @@ def band_scores(runs: list[list[str]], refs: list[str], match: list[float]) -> l
                 for run in runs
             ]
             rec["bleu"] = round(sum(vals) / len(vals), 2)
+        out.append(rec)
+    return out
+
+
+def band_items(match: list[float]) -> list[list[int]]:
+    """The item indices of each fuzzy-match band (BANDS order)."""
+    return [[i for i, m in enumerate(match) if band_of(m) == b] for b in range(len(BANDS))]
+
+
+def paired_tests(
+    runs: list[list[str]],
+    against: dict[str, list[list[str]]],
+    refs: list[str],
+    match: list[float] | None,
+    resamples: int,
+    seed: int,
+) -> list[dict]:
+    """The paired bootstrap of ``runs`` against each row of ``against`` (label -> its seeds'
+    outputs), overall and, with ``match``, within every fuzzy-match band: ΔBLEU, one-sided p
+    ("runs are better") and the 95% interval of the difference."""
+    groups = band_items(match) if match is not None else []
+    out = []
+    for label, base in against.items():
+        bs = paired_bootstrap(runs, base, refs, resamples, seed)
+        rec = {"against": label, "delta": bs["delta"], "p": bs["p_value"], "ci95": bs["ci95"]}
+        bands = []
+        for (lo, hi), idx in zip(BANDS, groups, strict=False):  # (no groups: no bands)
+            b = {"band": band_label(lo, hi), "n": len(idx), "delta": None, "p": None}
+            if idx:
+                sub = [[run[i] for i in idx] for run in runs]
+                sub_base = [[run[i] for i in idx] for run in base]
+                bb = paired_bootstrap(sub, sub_base, [refs[i] for i in idx], resamples, seed)
+                b |= {"delta": bb["delta"], "p": bb["p_value"]}
+            bands.append(b)
+        if groups:
+            rec["bands"] = bands
         out.append(rec)
     return out
 
@@ -297,6 +335,12 @@ def _score_row(r: dict, s: str, ctx: dict, args: argparse.Namespace) -> dict:
         # Selfmem is meaningful only where it also beats the classical baseline
         bs = paired_bootstrap(runs, switch_row["hyps"][s], refs, st.resamples, st.seed)
         rec |= {"delta_vs_switch": bs["delta"], "p_vs_switch": bs["p_value"]}
+    if r["kind"] in ("generator", "loop"):
+        # against every baseline and generator row it is compared with, overall and per band
+        against = {a["label"]: a["hyps"][s] for a in ctx["against"] if a is not r}
+        rec["tests"] = paired_tests(
+            runs, against, refs, match[s] if match else None, st.resamples, st.seed
+        )
     return rec
 
 
@@ -318,7 +362,15 @@ def build_table(args: argparse.Namespace, st: CompareSettings) -> dict:
     ref_row = next((r for r in rows if r["label"] == args.reference), None)
     if ref_row is None:
         raise InputError(f"--reference names no row: {args.reference!r}")
+    against = [rows[0]] + [r for r in (switch_row,) if r is not None]
+    for label in [args.vanilla, *args.against, args.reference]:
+        row = next((r for r in rows if r["label"] == label), None) if label else None
+        if label and row is None:
+            raise InputError(f"--against names no row: {label!r}")
+        if row is not None and row not in against:
+            against.append(row)
     ctx = {
+        "against": against,
         "refs": refs,
         "memory": memory,
         "match": match,
@@ -440,6 +492,14 @@ def _add_table_args(sub) -> None:
     )
     tb.add_argument("--vanilla", default="", help="label of the vanilla row (fuzzy switch)")
     tb.add_argument("--reference", required=True, help="label of the row others are tested on")
+    tb.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="a further row every generator and loop row is tested against, overall and per "
+        "band (copying the memory, the switch, --vanilla and --reference always are)",
+    )
     tb.add_argument("--metrics", default="bleu,chrf", type=lambda s: s.split(","))
     tb.add_argument("--output-json", required=True, type=Path)
     tb.add_argument("--output-csv", required=True, type=Path)

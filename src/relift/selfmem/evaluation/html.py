@@ -8,6 +8,8 @@ first) the main table: label, BLEU (with its 95% interval when the table has one
 seeds), Δ vs the reference row with p and the 95% interval of the difference, Δ vs the switch
 with p, and distinct; and a details table with the rest: kind, seeds, chrF++, the share of
 outputs equal to the BM25 memory, BLEU per fuzzy-match band (with its item count) and notes.
+Last, for every generator and loop row, its paired bootstraps against copying the memory, the
+switch, vanilla, the reference row and any further row the table names, overall and per band.
 """
 
 from __future__ import annotations
@@ -117,6 +119,20 @@ def details_table(t: dict, split: str) -> Raw:
     return table(head, body, numeric=numeric, row_classes=[row_class(r, "") for r in rows])
 
 
+def tests_table(r: dict) -> Raw:
+    """One row's paired bootstraps: one line per row it is tested against, overall and per
+    fuzzy-match band (Δ BLEU with p; bold: p < 0.05)."""
+    tests = r.get("tests") or []
+    bands = [(b["band"], b["n"]) for b in (tests[0].get("bands") or [])] if tests else []
+    head = ["against", "all"] + [f"{name} (n {n})" for name, n in bands]
+    body = [
+        [x["against"], signed_cell(x["delta"], x["p"], x.get("ci95"))]
+        + [signed_cell(b["delta"], b["p"]) for b in x.get("bands") or []]
+        for x in tests
+    ]
+    return table(head, body, numeric=set(range(1, 2 + len(bands))))
+
+
 def method_note(t: dict) -> str:
     e = html.escape
     return (
@@ -145,4 +161,11 @@ def comparison_page(t: dict) -> str:
     for s in SPLITS:
         if findings.rows_of(t, s):
             parts += [f"<h3>details: {s}</h3>", details_table(t, s)]
+    for s in SPLITS:
+        for r in findings.rows_of(t, s):
+            if r.get("tests"):
+                parts += [
+                    f"<h3>paired bootstraps, {s}: {e(r['label'])}</h3>",
+                    tests_table(r),
+                ]
     return page(f"Selfmem comparison: {t['task']}", "\n".join(parts))
