@@ -571,19 +571,62 @@ def test_candidates_do_not_depend_on_the_batch_plan(tok):
             assert a == pytest.approx(b, abs=1e-4)
 
 
+def test_memory_segments_mark_the_memory_and_start_neutral(tok, tmp_path):
+    """The segment embedding: 0 for ``<s> source </s>``, 1 for the memory after it; added
+    zero-initialised to a model without it, the model computes exactly what it did; trained
+    weights change the output, survive save/load, and beam search runs through it."""
+    size = ModelSize(32, 1, 1, 2, 64, 0.0, 0.0, pre_ln=True, copy=True)
+    g = Generator.from_scratch(tok, GeneratorSpec(arch="joint"), size, seed=0)
+    g.model.eval()
+    b = g.batch(["Save the file", "Open"], ["Datei speichern", ""], ["Datei speichern", "Öffnen"])
+    ids = b["input_ids"]
+    seg = g.model.segment_ids(ids)
+    eos = tok.eos_token_id
+    for row, srow in zip(ids.tolist(), seg.tolist(), strict=True):
+        first = row.index(eos)
+        assert srow[: first + 1] == [0] * (first + 1) and set(srow[first + 1 :]) <= {1}
+    assert seg[0].sum() > 1  # the memory "Datei speichern" and its </s>
+    before = g.model(**b).logits
+    g.model.enable_memory_segments()
+    assert g.model.config.memory_segments and not g.model.segment_embed.weight.any()
+    assert torch.allclose(g.model(**b).logits, before, atol=1e-5)
+    with torch.no_grad():
+        g.model.segment_embed.weight.normal_()
+    after = g.model(**b).logits
+    assert not torch.allclose(after, before, atol=1e-3)
+    g.save(tmp_path / "seg")
+    back = Generator.load(tmp_path / "seg")
+    assert back.model.segment_embed is not None
+    assert torch.allclose(back.model(**b).logits, after, atol=1e-5)
+    assert len(back.generate(["Save the file"], ["Datei speichern"], num_beams=2)) == 1
+    wrong = replace_size(size, copy=False, memory_segments=True)
+    with pytest.raises(Exception, match="segment embedding"):
+        Generator.from_scratch(tok, GeneratorSpec(arch="joint"), wrong)
+
+
+def replace_size(size, **changes):
+    from dataclasses import replace
+
+    return replace(size, **changes)
+
+
 def test_model_size_is_built_from_generator_settings():
     """ModelSize holds no second set of numbers: its defaults and from_settings are
-    GeneratorSettings' (only the copy head is resolved for the arch)."""
+    GeneratorSettings' (only the copy head and the segment embedding are resolved for the
+    arch)."""
     from dataclasses import asdict, replace
 
     from relift.selfmem.generator.settings import GeneratorSettings
 
     st = GeneratorSettings()
     for name, value in asdict(ModelSize()).items():
-        if name != "copy":
+        if name not in ("copy", "memory_segments"):
             assert value == getattr(st, name), name
     assert ModelSize.from_settings(st, "joint") == replace(ModelSize(), copy=st.copy)
     assert ModelSize.from_settings(st, "dual").copy is False
+    seg = replace(st, memory_segments=True)
+    assert ModelSize.from_settings(seg, "joint").memory_segments is True
+    assert ModelSize.from_settings(seg, "vanilla").memory_segments is False
     mine = replace(st, d_model=64, encoder_layers=5, attention_dropout=0.2, copy=False)
     size = ModelSize.from_settings(mine, "vanilla")
     assert (size.d_model, size.encoder_layers, size.attention_dropout, size.copy) == (

@@ -144,6 +144,12 @@ def test_warm_start_continues_from_the_vanilla_weights(task):
     done = json.loads((van / "train_result.json").read_text())
     assert res["init"]["steps"] == 2 and res["total_steps"] == 3
     assert res["total_train_seconds"] >= done["train_seconds"]
+    # the segment embedding joins a warm start at zero: the vanilla weights stay as they were
+    seg = _train(task, "joint", "seg", ["--init-generator", str(van), "--lr", "1e-9",
+                                        "--memory-segments"], 1)  # fmt: skip
+    w_seg = Generator.load(seg).model.state_dict()
+    assert torch.allclose(w_van[key], w_seg[key], atol=1e-5)
+    assert w_seg["segment_embed.weight"].abs().max() < 1e-6
     curve = (warm / "dev_curve.csv").read_text().splitlines()
     assert curve[0].startswith("step,train_seconds,total_steps,total_train_seconds")
     assert curve[1].split(",")[:3:2] == ["1", "3"]

@@ -72,7 +72,35 @@ class CopyMBartForConditionalGeneration(CustomEncoderOutputs, MBartForConditiona
         self.copy_query = nn.Linear(d, d, bias=False)
         self.copy_key = nn.Linear(d, d, bias=False)
         self.copy_gate = nn.Linear(2 * d, 1)
+        # config.memory_segments: a segment (type) embedding added to the encoder's token
+        # embeddings, 0 for the source and 1 for the memory (the tokens after the first </s>)
+        self.segment_embed = nn.Embedding(2, d) if getattr(config, "memory_segments", 0) else None
         self.post_init()
+
+    def enable_memory_segments(self) -> None:
+        """Add the segment embedding to a model built without it (a warm start from vanilla),
+        zero-initialised: the model computes exactly what it did until training moves it."""
+        if self.segment_embed is None:
+            emb = nn.Embedding(2, self.config.d_model)
+            nn.init.zeros_(emb.weight)
+            self.segment_embed = emb.to(self.lm_head.weight.device)
+            self.config.memory_segments = True
+
+    def segment_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """0 up to and including the first </s> (``<s> source </s>``), 1 after it (the
+        memory and its closing </s>); a source alone is all 0."""
+        eos = input_ids.eq(self.config.eos_token_id).long()
+        return (eos.cumsum(1) - eos).gt(0).long()
+
+    def encode(self, input_ids: torch.Tensor, attention_mask=None):
+        """The encoder's outputs over ``input_ids``, with the segment embedding when the model
+        has one."""
+        encoder = self.get_encoder()
+        if self.segment_embed is None:
+            return encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        embeds = encoder.embed_tokens(input_ids)
+        embeds = embeds + self.segment_embed(self.segment_ids(input_ids)).to(embeds.dtype)
+        return encoder(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True)
 
     def forward(
         self,
@@ -88,6 +116,8 @@ class CopyMBartForConditionalGeneration(CustomEncoderOutputs, MBartForConditiona
             use_cache = False
         decoder_input_ids = decoder_inputs(self.config, labels, decoder_input_ids)
         kwargs.pop("return_dict", None)
+        if encoder_outputs is None and self.segment_embed is not None:
+            encoder_outputs = self.encode(input_ids, attention_mask)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -132,9 +162,7 @@ class CopyMBartForConditionalGeneration(CustomEncoderOutputs, MBartForConditiona
         )
 
     def _encode_for_generation(self, inputs_tensor, model_kwargs):
-        enc = self.get_encoder()(
-            input_ids=inputs_tensor, attention_mask=model_kwargs.get("attention_mask")
-        )
+        enc = self.encode(inputs_tensor, model_kwargs.get("attention_mask"))
         model_kwargs["encoder_outputs"] = CopyEncoderOutput(
             last_hidden_state=enc.last_hidden_state,
             source_ids=inputs_tensor,

@@ -130,13 +130,18 @@ class ModelSize:
     copy: bool = False
     # position embeddings of a pre-LN model: sinusoidal (fixed) or learned
     positions: str = _setting("positions")
+    # the segment embedding of the memory's tokens (joint with the copy head only)
+    memory_segments: bool = False
 
     @classmethod
     def from_settings(cls, st: GeneratorSettings, arch: str) -> ModelSize:
-        """The size ``st`` asks for, for ``arch``: dual gets no copy head."""
+        """The size ``st`` asks for, for ``arch``: dual gets no copy head, and only joint reads
+        a memory whose tokens a segment embedding could mark."""
+        derived = ("copy", "memory_segments")
         return cls(
-            **{f.name: getattr(st, f.name) for f in fields(cls) if f.name != "copy"},
+            **{f.name: getattr(st, f.name) for f in fields(cls) if f.name not in derived},
             copy=st.copy and arch != "dual",
+            memory_segments=st.memory_segments and arch == "joint",
         )
 
 
@@ -155,6 +160,13 @@ def scratch_config(tokenizer, spec: GeneratorSpec, size: ModelSize) -> BartConfi
             f"arch {spec.arch!r} with pre_ln={size.pre_ln}",
             field="copy",
         )
+    if size.memory_segments and not (size.copy and spec.arch == "joint"):
+        raise InputError(
+            "the memory's segment embedding is built for the joint generator with the copy "
+            f"head, not for arch {spec.arch!r} with copy={size.copy}",
+            field="memory_segments",
+        )
+    extra = {"memory_segments": True} if size.memory_segments else {}
     if spec.arch == "dual":
         cls = DualBartConfig
     elif size.copy:
@@ -187,6 +199,7 @@ def scratch_config(tokenizer, spec: GeneratorSpec, size: ModelSize) -> BartConfi
         forced_eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
         is_encoder_decoder=True,
+        **extra,
     )
 
 

@@ -81,6 +81,11 @@ class GeneratorSettings:
         "a match-bucket marker (<fm0>..<fm3>: [0, 0.5), [0.5, 0.7), [0.7, 0.9), [0.9, 1]) "
         "before every memory, at training and at inference",
     )
+    memory_segments: bool = setting(
+        False,
+        "a segment (type) embedding that tells the memory's tokens from the source's (joint "
+        "with the copy head; zero-initialised on a warm start)",
+    )
     warm_start: bool = setting(
         True,
         "joint/dual continue from the trained vanilla generator of the same seed (max_steps "

@@ -217,6 +217,14 @@ def build_generator(args, st: GeneratorSettings, tok, spec: GeneratorSpec, seed:
             "train_seconds": float(done.get("total_train_seconds", done.get("train_seconds", 0))),
         }
         LOG.info("warm start from %s (%d updates already)", args.init_generator, init["steps"])
+        if st.memory_segments and spec.arch == "joint":
+            if not hasattr(base.model, "enable_memory_segments"):
+                raise InputError(
+                    "memory_segments: the warm start's generator has no copy head (the segment "
+                    "embedding is built for the joint generator with the copy head)",
+                    path=args.init_generator,
+                )
+            base.model.enable_memory_segments()
         return Generator(base.model, tok, spec), init
     if st.pretrained:
         return Generator.from_pretrained_model(st.pretrained, tok, spec), init
