@@ -36,6 +36,11 @@ RECIPES = {
         "joint",
         ["--memory-marker", "--memory-min-match", "0.5", "--memory-noise-share", "0.3"],
     ),
+    "joint, marker, threshold 0.5, noise 0.3, segments": (
+        "joint",
+        ["--memory-marker", "--memory-min-match", "0.5", "--memory-noise-share", "0.3"]
+        + ["--memory-segments"],
+    ),
 }
 
 
