@@ -178,6 +178,24 @@ def test_verdict_names_what_does_not_hold():
     assert "Does not hold: beats vanilla (41.00; Δ -1.00" in line
 
 
+def test_verdict_reads_the_equal_compute_control():
+    control = "vanilla continued, no memory (equal-compute control)"
+    t = healthy_table()
+    for split in ("test", "dev"):
+        t["rows"].append(
+            dict(
+                row(control, "generator", 40.5, delta_vs_ref=0.5, p_value=0.3, ci95=[-1.0, 2.0]),
+                split=split,
+            )
+        )
+    rows = findings.rows_of(t)
+    assert findings.vanilla_row(rows)["label"] == "vanilla (no memory)"
+    assert findings.control_row(rows)["label"] == control
+    line = findings.verdict(t)
+    assert "Holds: reads its memory" in line and "beats vanilla (36.00" in line
+    assert "Does not hold: beats vanilla at equal compute (40.50; Δ -0.50" in line
+
+
 def test_main_and_details_tables_with_and_without_bands():
     t = healthy_table()
     page = comparison_page(t)

@@ -10,7 +10,8 @@ holds on the split read (test by default):
 * ``below-switch``: a generator (or loop) row scores below the fuzzy-match switch.
 
 ``claims(table)``: the Selfmem premises checked on the reference row (the first generator with
-BM25 memory), each with whether it holds and the numbers that say so; ``verdict(table)`` puts
+BM25 memory), each with whether it holds and the numbers that say so (beating vanilla, and
+beating the equal-compute control ``vanilla continued ...`` where the run has one); ``verdict(table)`` puts
 them in one line. Rows are recognised by the labels that ``relift.selfmem.evaluation.compare``
 and the workflow give them (``copy the BM25 memory``, ``fuzzy-match switch ...``, ``X + BM25
 memory``, ``X + empty memory``, ``X + reference as memory (ORACLE)``, ``vanilla ...``).
@@ -25,6 +26,7 @@ SWITCH_PREFIX = "fuzzy-match switch"
 BM25_SUFFIX = " + BM25 memory"
 EMPTY_SUFFIX = " + empty memory"
 ORACLE_SUFFIX = " + reference as memory (ORACLE)"
+CONTROL_PREFIX = "vanilla continued"  # the equal-compute control (archs: control)
 NOT_READ_MARGIN = 1.0  # BLEU: an empty memory this close to the BM25 memory = memory not read
 SYSTEM_KINDS = ("generator", "loop")
 
@@ -65,7 +67,21 @@ def vanilla_row(rows: list[dict]) -> dict | None:
         (
             r
             for r in rows
-            if r.get("kind") == "generator" and str(r.get("label", "")).startswith("vanilla")
+            if r.get("kind") == "generator"
+            and str(r.get("label", "")).startswith("vanilla")
+            and not str(r.get("label", "")).startswith(CONTROL_PREFIX)
+        ),
+        None,
+    )
+
+
+def control_row(rows: list[dict]) -> dict | None:
+    """The equal-compute control: vanilla continued as long as the memory generator was."""
+    return next(
+        (
+            r
+            for r in rows
+            if r.get("kind") == "generator" and str(r.get("label", "")).startswith(CONTROL_PREFIX)
         ),
         None,
     )
@@ -223,6 +239,7 @@ def claims(table: dict, split: str = "test") -> list[Claim]:
     found = [
         _reads_memory(ref, rows),
         _beats_by_ci(ref, vanilla_row(rows), "vanilla"),
+        _beats_by_ci(ref, control_row(rows), "vanilla at equal compute"),
         _beats_by_ci(ref, copy_row(rows), "copying its memory"),
         _beats_switch(ref, switch_row(rows)),
         _loop_beats_bm25(best_loop_row(table, split)),
