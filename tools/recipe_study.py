@@ -23,23 +23,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 TM, MEM = Path("results/data/tm"), Path("results/selfmem/tm_ende/memory")
+# every recipe starts from the plain joint generator (each recipe key off), whatever the
+# trainer's defaults (config.yaml's recipe) are; argparse keeps the last value of a flag
+PLAIN = ["--no-memory-marker", "--no-memory-segments", "--memory-min-match", "0"]
+for _share in ("noise", "withheld", "random", "closest"):
+    PLAIN += [f"--memory-{_share}-share", "0"]
+CHOSEN = ["--memory-marker", "--memory-min-match", "0.5", "--memory-noise-share", "0.3"]
 RECIPES = {
     "control: vanilla": ("vanilla", []),
-    "joint": ("joint", []),
-    "joint, threshold 0.5": ("joint", ["--memory-min-match", "0.5"]),
-    "joint, marker": ("joint", ["--memory-marker"]),
+    "joint": ("joint", PLAIN),
+    "joint, threshold 0.5": ("joint", PLAIN + ["--memory-min-match", "0.5"]),
+    "joint, marker": ("joint", PLAIN + ["--memory-marker"]),
+    "joint, noise 0.3": ("joint", PLAIN + ["--memory-noise-share", "0.3"]),
     "joint, marker, noise 0.3, random 0.1": (
         "joint",
-        ["--memory-marker", "--memory-noise-share", "0.3", "--memory-random-share", "0.1"],
+        PLAIN + ["--memory-marker", "--memory-noise-share", "0.3", "--memory-random-share", "0.1"],
     ),
-    "joint, marker, threshold 0.5, noise 0.3": (
-        "joint",
-        ["--memory-marker", "--memory-min-match", "0.5", "--memory-noise-share", "0.3"],
-    ),
+    "joint, marker, threshold 0.5, noise 0.3": ("joint", PLAIN + CHOSEN),
     "joint, marker, threshold 0.5, noise 0.3, segments": (
         "joint",
-        ["--memory-marker", "--memory-min-match", "0.5", "--memory-noise-share", "0.3"]
-        + ["--memory-segments"],
+        PLAIN + CHOSEN + ["--memory-segments"],
     ),
 }
 
