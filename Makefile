@@ -99,6 +99,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_bm25.py
 	$(BIN)/python bench/bench_candidates.py
 	$(BIN)/python bench/bench_dag.py
+	$(BIN)/python bench/bench_demo_chain.py
 
 # bench/wheels/: what bench/gpu_smoke.sh installs on an offline CUDA machine (its image has torch,
 # transformers and accelerate), for that machine's Python (tools/gpu_wheels.py --help)
