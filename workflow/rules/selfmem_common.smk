@@ -138,7 +138,7 @@ def selfmem_targets():
                 f"{base}/candidates/{arch}/{{split}}.{{ext}}",
                 split=(
                     SELFMEM_CANDIDATES["splits"]
-                    if arch.split(".")[0] != "control"
+                    if sm_arch_seed(arch)[0] != "control"
                     else []
                 ),
                 ext=["jsonl", "txt"],

@@ -62,29 +62,24 @@ def switch_row(rows: list[dict]) -> dict | None:
     return next((r for r in rows if str(r.get("label", "")).startswith(SWITCH_PREFIX)), None)
 
 
+def _generator_row(rows: list[dict], control: bool) -> dict | None:
+    """The first generator row whose label starts with "vanilla": the plain vanilla row, or
+    (``control``) the equal-compute control's."""
+    for r in rows:
+        label = str(r.get("label", ""))
+        if r.get("kind") == "generator" and label.startswith("vanilla"):
+            if label.startswith(CONTROL_PREFIX) == control:
+                return r
+    return None
+
+
 def vanilla_row(rows: list[dict]) -> dict | None:
-    return next(
-        (
-            r
-            for r in rows
-            if r.get("kind") == "generator"
-            and str(r.get("label", "")).startswith("vanilla")
-            and not str(r.get("label", "")).startswith(CONTROL_PREFIX)
-        ),
-        None,
-    )
+    return _generator_row(rows, control=False)
 
 
 def control_row(rows: list[dict]) -> dict | None:
     """The equal-compute control: vanilla continued as long as the memory generator was."""
-    return next(
-        (
-            r
-            for r in rows
-            if r.get("kind") == "generator" and str(r.get("label", "")).startswith(CONTROL_PREFIX)
-        ),
-        None,
-    )
+    return _generator_row(rows, control=True)
 
 
 def systems(rows: list[dict]) -> list[dict]:
