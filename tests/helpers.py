@@ -54,14 +54,19 @@ def snakemake(
 
 def planned_jobs(workdir: Path, *args: str, configfiles=()) -> dict[str, int]:
     """rule -> job count of a dry run (from Snakemake's job stats table)."""
+    return planned_run(workdir, *args, configfiles=configfiles)[0]
+
+
+def planned_run(workdir: Path, *args: str, configfiles=()) -> tuple[dict[str, int], str]:
+    """A dry run: (rule -> job count from Snakemake's job stats table, its output)."""
     r = snakemake(workdir, "-n", *args, configfiles=configfiles)
     out = r.stdout + r.stderr
     if "Nothing to be done" in out:
-        return {}
+        return {}, out
     table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M))
     jobs.pop("total", None)
-    return {k: int(v) for k, v in jobs.items()}
+    return {k: int(v) for k, v in jobs.items()}, out
 
 
 def overlay(tmp: Path, name: str, text: str) -> Path:

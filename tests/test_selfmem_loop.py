@@ -404,3 +404,25 @@ def test_report_picks_the_iteration_on_dev_and_labels_the_oracle(tmp_path):
     html = (out / "r.html").read_text()
     assert "ORACLE selection (reference; upper bound)" in html and "BM25 memory" in html
     assert (out / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_loop_memory_is_read_with_the_inputs_own_source(tmp_path):
+    """memory_source in the loop: a self memory translates its input, so the generator reads
+    `input source </s> memory`, with the recipe's marker."""
+    from relift.selfmem.data import load_split
+    from relift.selfmem.generator.model import Generator, GeneratorSpec
+
+    class Recipe:
+        spec = GeneratorSpec("joint", memory_marker=True, memory_source=True)
+        memory_view = Generator.memory_view
+
+    data = tmp_path / "dev.jsonl"
+    data.write_text("".join(json.dumps({"src": s, "trg": t}) + "\n" for s, t in
+                            [("a cat", "eine Katze"), ("two dogs", "zwei Hunde")]))  # fmt: skip
+    (tmp_path / "mem.txt").write_text("eine Katz\nzwei Hund\n")
+    (tmp_path / "match.txt").write_text("0.95\n0.2\n")
+    sp = load_split(data)
+    files = {"memory": {"dev": tmp_path / "mem.txt"}, "beams": {}}
+    files["match"] = {"dev": tmp_path / "match.txt"}
+    got = loop._split_memories(None, Recipe(), files, "dev", sp)
+    assert got == ["<fm3> a cat </s> eine Katz", "<fm0> two dogs </s> zwei Hund"]

@@ -52,7 +52,7 @@ def test_training_shares_and_their_scores():
     mems = [split.targets[(i + 1) % n] for i in range(n)]
     scores = [fuzzy_match(split.sources[i], split.sources[(i + 1) % n]) for i in range(n)]
     shares = {"withheld": 0.2, "random": 0.2, "noised_target": 0.2}
-    out, sc, counts = mix_training_memory(split, mems, scores, None, shares, seed=0)
+    out, sc, _, counts = mix_training_memory(split, mems, scores, None, shares, seed=0)
     assert sum(counts.values()) == n and all(counts[k] > 0.1 * n for k in shares)
     assert sum(m == "" for m in out) >= counts["withheld"]
     # a replaced memory's score is what it would be: noised copies of the target score high
@@ -153,3 +153,132 @@ def test_warm_start_continues_from_the_vanilla_weights(task):
     curve = (warm / "dev_curve.csv").read_text().splitlines()
     assert curve[0].startswith("step,train_seconds,total_steps,total_train_seconds")
     assert curve[1].split(",")[:3:2] == ["1", "3"]
+
+
+def test_memory_source_goes_before_the_memory_target():
+    mems, srcs = ["ein Haus", "", "zwei"], ["a house", "x", "two"]
+    scores = [0.8, 0.9, 0.3]
+    assert memory_view(mems, scores, 0.0, False, srcs, True) == [
+        "a house </s> ein Haus",
+        "",
+        "two </s> zwei",
+    ]
+    # with the threshold and the marker: the marker first, withheld memories stay empty
+    assert memory_view(mems, scores, 0.5, True, srcs, True) == [
+        "<fm2> a house </s> ein Haus",
+        "",
+        "",
+    ]
+    # without scores (no threshold, no marker) every memory counts as read
+    assert memory_view(mems, None, 0.0, False, srcs, True)[0] == "a house </s> ein Haus"
+    with pytest.raises(InputError, match="memory-source"):
+        memory_view(mems, scores, 0.0, False, None, True)
+    with pytest.raises(InputError, match="2 memory sources for 3"):
+        memory_view(mems, scores, 0.0, False, srcs[:2], True)
+
+
+def test_training_shares_carry_their_memories_sources():
+    split = load_split(write_split(Path("/tmp/relift_recipe_split_src.jsonl"), PAIRS * 20))
+    n = len(split)
+    mems = [split.targets[(i + 1) % n] for i in range(n)]
+    msrc = [split.sources[(i + 1) % n] for i in range(n)]
+    shares = {"withheld": 0.2, "random": 0.2, "noised_target": 0.3}
+    out, _, src, counts = mix_training_memory(split, mems, None, None, shares, 0, msrc)
+    assert all(counts[k] for k in shares)
+    t2s = {}
+    for s, t in zip(split.sources, split.targets, strict=True):
+        t2s.setdefault(t, set()).add(s)
+    kinds = {"kept": 0, "withheld": 0, "own": 0, "other": 0}
+    for i in range(n):
+        if out[i] == mems[i]:  # kept BM25 memory: its source unchanged
+            assert src[i] == msrc[i]
+            kinds["kept"] += 1
+        elif out[i] == "":
+            assert src[i] == ""
+            kinds["withheld"] += 1
+        elif out[i] in t2s and src[i] in t2s[out[i]]:  # a random training example, its source
+            kinds["other"] += 1
+        else:  # a noised copy of the target translates the example itself: its own source
+            assert src[i] == split.sources[i], (i, out[i], src[i])
+            kinds["own"] += 1
+    assert all(kinds.values()), kinds
+    # without sources nothing changes but the missing sources
+    assert mix_training_memory(split, mems, None, None, shares, 0)[2] is None
+
+
+def test_memory_source_identical_at_training_and_inference(task, monkeypatch):
+    """memory_source: training, the dev evaluation and the candidates CLI read the same
+    `marker source </s> target` for an example; the separator is the tokenizer's </s>."""
+    tr = load_split(task / "train.jsonl")
+    n = len(tr)
+    (task / "train.msrc").write_text("".join(tr.sources[(i + 1) % n] + "\n" for i in range(n)))
+    (task / "dev.msrc").write_text("".join(s + "\n" for s, _ in PAIRS[: len(QUERIES)]))
+    seen = {"train": {}, "infer": {}}
+    real_batch, real_generate = Generator.batch, Generator.generate
+
+    def spy_batch(self, sources, memories, targets=None):
+        if targets is not None:
+            seen["train"].update(zip(sources, memories, strict=True))
+        return real_batch(self, sources, memories, targets)
+
+    def spy_generate(self, sources, memories, *a, **k):
+        seen["infer"].update(zip(sources, memories or [], strict=False))
+        return real_generate(self, sources, memories, *a, **k)
+
+    monkeypatch.setattr(Generator, "batch", spy_batch)
+    monkeypatch.setattr(Generator, "generate", spy_generate)
+    recipe = ["--memory-min-match", "0.4", "--memory-marker", "--memory-source"]
+    files = ["--train-memory-sources", str(task / "train.msrc")]
+    files += ["--dev-memory-sources", str(task / "dev.msrc")]
+    # the recipe without the sources is refused before training
+    base = ["--train", str(task / "train.jsonl"), "--dev", str(task / "dev.jsonl")]
+    base += ["--tokenizer", str(task / "tokenizer"), "--arch", "joint", *TINY, *recipe]
+    base += ["--train-memory", str(task / "train.mem"), "--dev-memory", str(task / "dev.mem")]
+    base += ["--train-match", str(task / "train.match"), "--dev-match", str(task / "dev.match")]
+    base += ["--max-steps", "2", "--work-dir", str(task / "nosrc.work")]
+    assert run_cli(train_generator.main, [*base, "--output", str(task / "nosrc")]) != 0
+    assert not (task / "nosrc").exists()
+    out = _train(task, "joint", "sourced", [*recipe, *files], steps=4)
+    assert json.loads((out / "selfmem.json").read_text())["memory_source"] is True
+    tr_mem = (task / "train.mem").read_text().splitlines()
+    tr_src = (task / "train.msrc").read_text().splitlines()
+    tr_sc = read_scores(task / "train.match")
+    for s, m, ms, x in zip(tr.sources, tr_mem, tr_src, tr_sc, strict=True):
+        assert seen["train"][s] == ("" if x < 0.4 else f"{marker(x)} {ms} </s> {m}")
+    seen["infer"].clear()
+    args = ["--generator", str(out), "--data", str(task / "train.jsonl")]
+    args += ["--memory", str(task / "train.mem"), "--match", str(task / "train.match")]
+    args += ["--num-beams", "2", "--num-return-sequences", "1", "--batch-size", "4"]
+    args += ["--output-jsonl", str(task / "s.jsonl"), "--output-txt", str(task / "s.txt")]
+    assert run_cli(candidates.main, args) != 0  # no --memory-sources: refused
+    assert run_cli(candidates.main, [*args, "--memory-sources", str(task / "train.msrc")]) == 0
+    assert seen["infer"] == seen["train"]
+    # the separator is one end-of-sequence token between the memory's source and target
+    gen = Generator.load(out)
+    src, read = next((k, v) for k, v in seen["train"].items() if v)
+    ids = gen.encode_inputs([src], [read])["input_ids"][0].tolist()
+    eos = gen.tokenizer.convert_tokens_to_ids("</s>")
+    assert ids.count(eos) == 3, gen.tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_memory_sources_are_the_top_hits_sources(task):
+    """`python -m relift.selfmem.match --sources`: the top-1 hit's source per line, an empty line
+    without a hit; the same hit the match score is computed against."""
+    from relift.selfmem import match
+
+    tr = load_split(task / "train.jsonl")
+    hits = [[3, 1], [], [0]]
+    (task / "q.hits.jsonl").write_text("".join(json.dumps({"ids": h}) + "\n" for h in hits))
+    write_split(task / "q.jsonl", QUERIES[:3])
+    args = ["--train", str(task / "train.jsonl"), "--data", str(task / "q.jsonl")]
+    args += ["--hits", str(task / "q.hits.jsonl")]
+    assert run_cli(match.main, [*args, "--sources", "--output", str(task / "q.src")]) == 0
+    assert (task / "q.src").read_text().split("\n") == [tr.sources[3], "", tr.sources[0], ""]
+    assert match.read_sources(task / "q.src", 3) == [tr.sources[3], "", tr.sources[0]]
+    assert run_cli(match.main, [*args, "--output", str(task / "q.match")]) == 0
+    q = load_split(task / "q.jsonl")
+    assert read_scores(task / "q.match")[0] == pytest.approx(
+        fuzzy_match(q.sources[0], tr.sources[3]), abs=1e-4
+    )
+    with pytest.raises(InputError, match="2 were expected"):
+        match.read_sources(task / "q.src", 2)

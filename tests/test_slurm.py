@@ -20,6 +20,7 @@ again under the same id and resumes. Each prints its rule's sacct records (pytes
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -74,18 +75,34 @@ def cluster(cmd: str, timeout: int = 900) -> subprocess.CompletedProcess:
     )
 
 
+# One cluster per machine: `stop` scancels every job, so a second test session on the same
+# machine (two checkouts, or CI beside a developer's run) would cancel this one's jobs. Sessions
+# take turns on this lock, held from start to stop.
+LOCK = Path("/tmp/relift-slurm.lock")
+LOCK_WAIT_S = 3600
+
+
 @pytest.fixture(scope="module")
 def slurm():
     if os.environ.get("RELIFT_SKIP_SLURM") == "1":
         pytest.skip("RELIFT_SKIP_SLURM=1")
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("the local SLURM cluster needs root on Debian (apt-get, daemons)")
-    r = cluster("start")
-    try:
-        assert r.returncode == 0, f"local SLURM did not start:\n{r.stdout}\n{r.stderr[-4000:]}"
-        yield
-    finally:
-        cluster("stop", timeout=120)
+    with open(LOCK, "w") as lock:
+        deadline = time.time() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.time() < deadline, f"{LOCK} held by another test session for an hour"
+                time.sleep(5)
+        r = cluster("start")
+        try:
+            assert r.returncode == 0, f"local SLURM did not start:\n{r.stdout}\n{r.stderr[-4000:]}"
+            yield
+        finally:
+            cluster("stop", timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +148,17 @@ def make_test_profile(tmp_path: Path) -> Path:
     return out
 
 
-def sacct_jobs(since: str) -> list[dict]:
-    fields = ["JobID", "JobName", "Partition", "State", "AllocTRES", "Comment"]
+def sacct_jobs(since: str, workdir: Path) -> list[dict]:
+    """The jobs submitted since ``since`` from ``workdir`` (a run's own jobs, no one else's)."""
+    fields = ["JobID", "JobName", "Partition", "State", "AllocTRES", "Comment", "WorkDir"]
     r = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(f + "%200" for f in fields)],
+        ["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(f + "%400" for f in fields)],
         capture_output=True,
         text=True,
         check=True,
     )
-    return [dict(zip(fields, line.split("|"))) for line in r.stdout.splitlines() if line.strip()]
+    jobs = [dict(zip(fields, line.split("|"))) for line in r.stdout.splitlines() if line.strip()]
+    return [j for j in jobs if Path(j["WorkDir"]).resolve() == workdir.resolve()]
 
 
 def test_tiny_dag_on_slurm_matches_local(slurm, profile_env, tiny_run, tmp_path):
@@ -161,12 +180,12 @@ def test_tiny_dag_on_slurm_matches_local(slurm, profile_env, tiny_run, tmp_path)
     # every job completed, and every GPU rule ran in its partition with a GPU allocated
     deadline = time.time() + 60
     while True:
-        jobs = sacct_jobs(since)
+        jobs = sacct_jobs(since, wd)
         if jobs and all(j["State"] == "COMPLETED" for j in jobs) or time.time() > deadline:
             break
         time.sleep(2)
     assert jobs, f"no SLURM jobs recorded by sacct\n{log[-3000:]}"
-    assert all(j["State"] == "COMPLETED" for j in jobs), jobs
+    assert all(j["State"] == "COMPLETED" for j in jobs), (jobs, log[-3000:])
     ran = {}
     for j in jobs:
         rule = j["Comment"].split("_wildcards")[0].removeprefix("rule_")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, snakemake
+from helpers import ROOT, SNAKEMAKE, overlay, planned_jobs, planned_run, snakemake
 
 from relift.report.regpt import read_csv
 
@@ -206,6 +206,26 @@ def test_the_control_continues_vanilla_without_memory(tiny_run, tmp_path):
     assert "--init-generator results/selfmem/tm_ende/generator/vanilla " in train
     assert '"max_steps":4,' in train and '"memory_' not in train  # tiny warm_start_train
     assert "vanilla continued, no memory" in r.stdout  # its comparison row
+
+
+def test_memory_source_adds_the_sources_to_the_memory_generator_only(tiny_run, tmp_path):
+    """memory_source: the memories' sources per split, read by joint's training, candidates and
+    hypotheses; vanilla (no memory) is neither retrained nor given them."""
+    src = overlay(tmp_path, "src.yaml", "selfmem:\n  generator:\n    memory_source: true\n")
+    jobs, out = planned_run(tiny_run, "-p", configfiles=[src])
+    assert jobs["selfmem_memory_source"] == 3 and jobs["selfmem_train_generator"] == 1
+    assert not {"selfmem_memory", "selfmem_match", "selfmem_tokenizer"} & set(jobs)
+    lines = out.splitlines()
+    (train,) = [c for c in lines if "relift.selfmem.generator.train " in c]
+    assert "--arch joint" in train and '"memory_source":true' in train
+    mem = "results/selfmem/tm_ende/memory"
+    assert f"--train-memory-sources {mem}/train.source.txt" in train
+    assert f"--dev-memory-sources {mem}/dev.source.txt" in train
+    decodes = [c for c in lines if "relift.selfmem.generator.candidates " in c]
+    assert decodes and all("/joint" in c for c in decodes)  # vanilla's stay as they are
+    for c in decodes:
+        split = re.search(r"--memory \S+/memory/(\w+)\.txt", c).group(1)
+        assert f"--memory-sources {mem}/{split}.source.txt" in c
 
 
 def test_more_iterations_only_add_new_iterations(tiny_run, tmp_path):

@@ -67,6 +67,32 @@ rule selfmem_match:
         " --trg-field {params.trg_field:q} --output {output:q} > {log:q} 2>&1"
 
 
+rule selfmem_memory_source:
+    """The source of each example's top-1 memory, one per line (the memory_source recipe reads
+    it before the memory's target)."""
+    input:
+        code_of("relift.selfmem.match"),
+        train=sm_split("train"),
+        data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
+        hits="results/selfmem/{task}/memory/{split}.hits.jsonl",
+    output:
+        "results/selfmem/{task}/memory/{split}.source.txt",
+    log:
+        "results/logs/selfmem/{task}/memory_source_{split}.log",
+    wildcard_constraints:
+        task=SELFMEM_TASK_RE,
+        split="train|dev|test",
+    conda:
+        "../../envs/relift.yaml"
+    params:
+        src_field=sm_opt("src_field"),
+        trg_field=sm_opt("trg_field"),
+    shell:
+        "python -m relift.selfmem.match --sources --train {input.train:q}"
+        " --data {input.data:q} --hits {input.hits:q} --src-field {params.src_field:q}"
+        " --trg-field {params.trg_field:q} --output {output:q} > {log:q} 2>&1"
+
+
 rule selfmem_tokenizer:
     """Joint byte-level BPE over both sides of the training split (or a pretrained copy)."""
     input:
@@ -108,6 +134,8 @@ rule selfmem_train_generator:
         train_hits="results/selfmem/{task}/memory/train.hits.jsonl",
         train_match="results/selfmem/{task}/memory/train.match.txt",
         dev_match="results/selfmem/{task}/memory/dev.match.txt",
+        train_memory_sources=sm_memory_sources("train"),
+        dev_memory_sources=sm_memory_sources("dev"),
         tokenizer="results/selfmem/{task}/tokenizer",
         init=sm_warm_start,
     output:
@@ -158,6 +186,7 @@ rule selfmem_candidates:
         data=lambda wc: SELFMEM_TASKS[wc.task][wc.split],
         memory="results/selfmem/{task}/memory/{split}.txt",
         match="results/selfmem/{task}/memory/{split}.match.txt",
+        memory_sources=sm_memory_sources("{split}"),
     output:
         jsonl="results/selfmem/{task}/candidates/{arch}/{split}.jsonl",
         txt="results/selfmem/{task}/candidates/{arch}/{split}.txt",
@@ -181,9 +210,11 @@ rule selfmem_candidates:
         # selfmem.candidates as one JSON value (splits and gpus are the workflow's keys)
         settings=settings_json(SELFMEM_CANDIDATES, drop=CANDIDATES_WORKFLOW_KEYS),
         device=config["device"],
+        memory_sources=sm_memory_sources_flag,
     shell:
         "python -m relift.selfmem.generator.candidates --generator {input.generator:q}"
         " --data {input.data:q} --memory {input.memory:q} --match {input.match:q}"
+        " {params.memory_sources}"
         " --src-field {params.src_field:q} --trg-field {params.trg_field:q}"
         " --settings {params.settings:q} --device {params.device} --threads {threads}"
         " --output-jsonl {output.jsonl:q} --output-txt {output.txt:q} > {log:q} 2>&1"

@@ -108,15 +108,43 @@ def sm_split(split):
     return lambda wildcards: SELFMEM_TASKS[wildcards.task][split]
 
 
+def sm_reads_memory_sources(wildcards):
+    """Whether the job's generator reads each memory with its own source (memory_source)."""
+    return (
+        SELFMEM_GENERATOR["memory_source"]
+        and sm_base_arch(wildcards) not in NO_MEMORY_ARCHS
+    )
+
+
+def sm_memory_sources(split):
+    """Input function: memory/<split>.source.txt where the generator reads memory sources
+    (split may be the `{split}` wildcard), else no input."""
+
+    def inputs(wildcards):
+        if not sm_reads_memory_sources(wildcards):
+            return []
+        name = split.format(split=wildcards.get("split", ""))
+        return f"results/selfmem/{wildcards.task}/memory/{name}.source.txt"
+
+    return inputs
+
+
+def sm_memory_sources_flag(wildcards, input):
+    """--memory-sources of a candidates/hypotheses job, or nothing."""
+    return sm_flag("--memory-sources", input.memory_sources)
+
+
 def sm_memory_flags(wildcards, input):
     """Memory inputs of the generator: none for vanilla and control."""
     if sm_base_arch(wildcards) in NO_MEMORY_ARCHS:
         return ""
-    return (
-        sm_flag("--train-memory", input.train_memory)
-        + " "
-        + sm_flag("--dev-memory", input.dev_memory)
-    )
+    flags = [
+        sm_flag("--train-memory", input.train_memory),
+        sm_flag("--dev-memory", input.dev_memory),
+        sm_flag("--train-memory-sources", input.train_memory_sources),
+        sm_flag("--dev-memory-sources", input.dev_memory_sources),
+    ]
+    return " ".join(f for f in flags if f)
 
 
 def sm_metrics(wildcards):

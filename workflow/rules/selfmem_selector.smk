@@ -12,6 +12,7 @@ use rule selfmem_candidates as selfmem_selector_train_candidates with:
         data=sm_split("train"),
         memory="results/selfmem/{task}/memory/train.txt",
         match="results/selfmem/{task}/memory/train.match.txt",
+        memory_sources=sm_memory_sources("train"),
     output:
         jsonl=f"{SELECTOR_DIR}/train_candidates.jsonl",
         txt=f"{SELECTOR_DIR}/train_candidates.txt",

@@ -9,6 +9,10 @@ and the same score serves three purposes:
   the memory is withheld and a bucket marker before the memory;
 * the fuzzy-match switch baseline (the memory's target when the match is high enough);
 * the comparison's match bands (:data:`BANDS`), where every row reports BLEU per band.
+
+With ``--sources`` the same command writes ``memory/<split>.source.txt`` instead: the source of
+each example's top-1 memory, one per line (empty without a hit), which a generator with the
+``memory_source`` recipe reads before the memory's target.
 """
 
 from __future__ import annotations
@@ -51,6 +55,18 @@ def memory_match_scores(
     return [fuzzy_match(s, train_sources[h[0]]) if h else 0.0 for s, h in zip(sources, hits)]
 
 
+def memory_sources(hits: list[list[int]], train_sources: list[str]) -> list[str]:
+    """The source of each example's top-1 retrieved training example ("" without a hit)."""
+    from relift.selfmem.data import one_line
+
+    return [one_line(train_sources[h[0]]) if h else "" for h in hits]
+
+
+def read_sources(path: str | os.PathLike, expected: int) -> list[str]:
+    """``memory/<split>.source.txt``: one memory source per line (empty lines kept)."""
+    return read_lines(path, "memory sources", expected=expected)
+
+
 def read_scores(path: str | os.PathLike, expected: int | None = None) -> list[float]:
     """One match score per line; errors name the file and line."""
     out = []
@@ -68,7 +84,8 @@ def read_scores(path: str | os.PathLike, expected: int | None = None) -> list[fl
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Write ``<split>.match.txt``: each example's fuzzy match with its top-1 memory."""
+    """Write ``<split>.match.txt``: each example's fuzzy match with its top-1 memory (or with
+    ``--sources``, ``<split>.source.txt``: the top-1 memory's source)."""
     from relift.selfmem.data import load_split, read_hit_ids
 
     ap = argparse.ArgumentParser(prog="python -m relift.selfmem.match", description=__doc__)
@@ -77,11 +94,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hits", required=True, type=Path, help="its <split>.hits.jsonl")
     ap.add_argument("--src-field", default="src")
     ap.add_argument("--trg-field", default="trg")
+    ap.add_argument(
+        "--sources",
+        action="store_true",
+        help="write the top-1 memories' sources (memory/<split>.source.txt) instead of scores",
+    )
     ap.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
     train = load_split(args.train, args.src_field, args.trg_field)
     split = load_split(args.data, args.src_field, args.trg_field)
     hits = read_hit_ids(args.hits, len(split))
+    if args.sources:
+        sources = memory_sources(hits, train.sources)
+        write_text_atomic(args.output, "".join(f"{s}\n" for s in sources))
+        LOG.info("%s: %d memory sources", args.output, len(sources))
+        return
     scores = memory_match_scores(split.sources, hits, train.sources)
     write_text_atomic(args.output, "".join(f"{s:.4f}\n" for s in scores))
     counts = [0] * len(BANDS)

@@ -162,8 +162,9 @@ def memory_use(args: argparse.Namespace) -> None:
         ("reference", list(split.targets), args.out_reference),
     ):
         LOG.info("decoding %d inputs with %s memory", len(split), name)
-        # the recipe's view: the reference is a perfect match (score 1), the empty memory stays
-        memories = gen.memory_view(memories, [1.0] * len(memories))
+        # the recipe's view: the reference is a perfect match (score 1) whose source is the
+        # input's own; the empty memory stays empty
+        memories = gen.memory_view(memories, [1.0] * len(memories), list(split.sources))
         res = generate_candidates(gen, split.sources, memories, args.num_beams, 1, args.batch_size)
         with atomic_path(out) as tmp:
             tmp.write_text("".join(one_line(texts[0]) + "\n" for texts, _ in res))

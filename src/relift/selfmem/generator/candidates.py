@@ -27,7 +27,7 @@ import torch
 from relift.io import LOG, InputError, atomic_path, run_cli, write_jsonl_atomic
 from relift.selfmem.data import load_memory, load_split, one_line
 from relift.selfmem.generator.settings import CandidatesSettings
-from relift.selfmem.match import read_scores
+from relift.selfmem.match import read_scores, read_sources
 from relift.settings import add_settings, settings_from_args
 
 
@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fuzzy-match scores of those memories, one per line (memory/<split>.match.txt): "
         "needed by a generator trained with a memory recipe (threshold, marker)",
     )
+    ap.add_argument(
+        "--memory-sources",
+        type=Path,
+        help="those memories' own sources, one per line (memory/<split>.source.txt): needed "
+        "by a generator trained with memory_source",
+    )
     ap.add_argument("--src-field", default="src")
     ap.add_argument("--trg-field", default="trg")
     ap.add_argument("--length-penalty", type=float, default=1.0)
@@ -189,7 +195,8 @@ def _inputs(args: argparse.Namespace, gen, max_examples: int) -> tuple[list[str]
             raise InputError(f"the {gen.spec.arch} generator needs --memory")
         memories = load_memory(args.memory, split)
         scores = read_scores(args.match, len(split)) if args.match else None
-        memories = gen.memory_view(memories, scores)
+        msrc = read_sources(args.memory_sources, len(split)) if args.memory_sources else None
+        memories = gen.memory_view(memories, scores, msrc)
     sources = split.sources
     if max_examples:
         sources = sources[:max_examples]

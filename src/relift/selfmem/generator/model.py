@@ -90,9 +90,10 @@ class GeneratorSpec:
     max_target_length: int = 128
     # the memory recipe's inference part (relift.selfmem.generator.recipe): memories whose
     # fuzzy match is below memory_min_match are withheld; memory_marker puts a bucket marker
-    # before each memory
+    # before each memory; memory_source puts the memory's own source before its target
     memory_min_match: float = 0.0
     memory_marker: bool = False
+    memory_source: bool = False
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -298,15 +299,24 @@ class Generator:
         model.to(device).eval()
         return cls(model, tokenizer, spec)
 
-    def memory_view(self, memories: list[str] | None, scores: list[float] | None):
+    def memory_view(
+        self,
+        memories: list[str] | None,
+        scores: list[float] | None,
+        sources: list[str] | None = None,
+    ):
         """The memories as this generator reads them: its recipe applied (withheld below
-        ``memory_min_match``, bucket marker) given each memory's fuzzy-match score. Every
-        caller (training, dev, candidates, diagnostics, loop) goes through here."""
+        ``memory_min_match``, bucket marker, the memory's own source) given each memory's
+        fuzzy-match score and source. Every caller (training, dev, candidates, diagnostics,
+        loop) goes through here."""
         from relift.selfmem.generator.recipe import memory_view
 
         if memories is None or self.spec.arch == "vanilla":
             return memories
-        return memory_view(memories, scores, self.spec.memory_min_match, self.spec.memory_marker)
+        sp = self.spec
+        return memory_view(
+            memories, scores, sp.memory_min_match, sp.memory_marker, sources, sp.memory_source
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write model, tokenizer and ``selfmem.json`` into ``path`` (an existing folder)."""

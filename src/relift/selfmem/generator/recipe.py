@@ -9,7 +9,12 @@ diagnostics and the self-memory loop. Each memory comes with its fuzzy-match sco
 * ``memory_min_match``: below it the memory is withheld (an empty memory), as Neural Fuzzy Repair
   adds a fuzzy match only above a threshold;
 * ``memory_marker``: a bucket marker (``<fm0>`` .. ``<fm3>``, the comparison's match bands)
-  before the memory, as OpenNMT's fuzzy-match transform marks its matches.
+  before the memory, as OpenNMT's fuzzy-match transform marks its matches;
+* ``memory_source``: the memory's own source before its target (``memory source </s> memory
+  target``), so that the generator can see where the memory's source differs from its input.
+  A retrieved memory's source is its training example's source (``memory/<split>.source.txt``);
+  a memory the generator wrote itself (the loop, a reference or a noised target) translates the
+  input, so its source is the input's own source.
 
 The training part (:func:`mix_training_memory`) replaces shares of the training memories:
 withheld (empty), a random training target (a mismatched memory, Hoang et al. 2022), the
@@ -25,6 +30,8 @@ from relift.selfmem.match import BANDS, band_of, fuzzy_match
 
 MARKERS = tuple(f"<fm{i}>" for i in range(len(BANDS)))
 SHARES = ("withheld", "random", "closest", "noised_target")
+# between a memory's source and its target (the tokenizer's end-of-sequence token)
+SOURCE_SEP = "</s>"
 
 
 def marker(score: float) -> str:
@@ -33,24 +40,41 @@ def marker(score: float) -> str:
 
 
 def memory_view(
-    memories: list[str], scores: list[float] | None, min_match: float, with_marker: bool
+    memories: list[str],
+    scores: list[float] | None,
+    min_match: float,
+    with_marker: bool,
+    sources: list[str] | None = None,
+    with_source: bool = False,
 ) -> list[str]:
-    """The memories as the generator reads them (see the module docstring)."""
-    if not min_match and not with_marker:
+    """The memories as the generator reads them (see the module docstring); ``sources`` are
+    the memories' own sources, needed with ``with_source``."""
+    if not min_match and not with_marker and not with_source:
         return list(memories)
-    if scores is None:
+    if (min_match or with_marker) and scores is None:
         raise InputError(
             "this generator's memory recipe (memory_min_match / memory_marker) needs the "
             "memories' fuzzy-match scores (--match)"
         )
-    if len(scores) != len(memories):
+    if scores is not None and len(scores) != len(memories):
         raise InputError(f"{len(scores)} match scores for {len(memories)} memories")
+    if with_source:
+        if sources is None:
+            raise InputError(
+                "this generator reads each memory with its own source (memory_source): it "
+                "needs the memories' sources (--memory-source)"
+            )
+        if len(sources) != len(memories):
+            raise InputError(f"{len(sources)} memory sources for {len(memories)} memories")
     out = []
-    for m, s in zip(memories, scores, strict=True):
+    for i, m in enumerate(memories):
+        s = scores[i] if scores is not None else 1.0
         if not m or s < min_match:
             out.append("")
-        else:
-            out.append(f"{marker(s)} {m}" if with_marker else m)
+            continue
+        if with_source:
+            m = f"{sources[i]} {SOURCE_SEP} {m}"
+        out.append(f"{marker(s)} {m}" if with_marker else m)
     return out
 
 
@@ -83,10 +107,12 @@ def mix_training_memory(
     hits: list[list[int]] | None,
     shares: dict[str, float],
     seed: int,
-) -> tuple[list[str], list[float] | None, dict]:
-    """Training memories and their scores with ``shares`` (keys: :data:`SHARES`) replaced,
-    fixed per example; the rest keep their BM25 top-1 memory. Returns memories, scores and the
-    count of each kind."""
+    sources: list[str] | None = None,
+) -> tuple[list[str], list[float] | None, list[str] | None, dict]:
+    """Training memories, their scores and their own sources (``sources``: the BM25 memories'
+    sources, or None) with ``shares`` (keys: :data:`SHARES`) replaced, fixed per example; the
+    rest keep their BM25 top-1 memory. Returns memories, scores, sources and the count of each
+    kind."""
     import numpy as np
 
     unknown = set(shares) - set(SHARES)
@@ -105,6 +131,7 @@ def mix_training_memory(
     rng = np.random.default_rng([seed, 7])
     vocab = sorted({w for t in split.targets for w in t.split()})
     mem, sc = list(memories), (list(scores) if scores is not None else None)
+    msrc = list(sources) if sources is not None else None
     counts = {"bm25": 0} | {k: 0 for k in SHARES}
     u = rng.random(n)
     for i in range(n):
@@ -125,18 +152,20 @@ def mix_training_memory(
             j = max(hits[i], key=lambda h: word_dice(split.targets[h], split.targets[i]))
             new, src = split.targets[j], split.sources[j]
         elif kind == "noised_target":
-            new = noised_copy(split.targets[i], rng, vocab)
+            new, src = noised_copy(split.targets[i], rng, vocab), split.sources[i]
         else:
             kind = "bm25"
         counts[kind] += 1
         if new is None:
             continue
         mem[i] = new
+        if msrc is not None:
+            msrc[i] = src or ""
         if sc is not None:
-            if src is not None:
-                sc[i] = fuzzy_match(split.sources[i], src)
-            elif kind == "noised_target":
+            if kind == "noised_target":
                 sc[i] = fuzzy_match(split.targets[i], new)
+            elif src is not None:
+                sc[i] = fuzzy_match(split.sources[i], src)
             else:
                 sc[i] = 0.0
-    return mem, sc, counts
+    return mem, sc, msrc, counts

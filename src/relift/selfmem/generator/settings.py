@@ -81,6 +81,11 @@ class GeneratorSettings:
         "a match-bucket marker (<fm0>..<fm3>: [0, 0.5), [0.5, 0.7), [0.7, 0.9), [0.9, 1]) "
         "before every memory, at training and at inference",
     )
+    memory_source: bool = setting(
+        False,
+        "the memory's own source before its target in the input (memory source </s> memory "
+        "target), so the generator sees where the memory's source differs from its own",
+    )
     memory_segments: bool = setting(
         False,
         "a segment (type) embedding that tells the memory's tokens from the source's (joint "

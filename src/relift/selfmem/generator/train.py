@@ -34,7 +34,7 @@ from relift.selfmem.data import Split, load_memory, load_split, read_hit_ids
 from relift.selfmem.generator.model import ARCHS, Generator, GeneratorSpec, ModelSize
 from relift.selfmem.generator.recipe import mix_training_memory
 from relift.selfmem.generator.settings import GENERATOR_TRAIN_DEFAULTS, GeneratorSettings
-from relift.selfmem.match import BANDS, band_of, read_scores
+from relift.selfmem.match import BANDS, band_of, read_scores, read_sources
 from relift.settings import add_settings, settings_from_args
 from relift.train import BucketedBatches, seed_everything, train
 from relift.train.loop import TrainConfig
@@ -54,6 +54,8 @@ RUN_ARGS = (
     "train_match",
     "dev_match",
     "init_generator",
+    "train_memory_sources",
+    "dev_memory_sources",
 )
 # loop settings this CLI derives (save_every = eval_every, the best by --eval-metric) or that a
 # run does not set (micro_batch_size: DeepSpeed's)
@@ -292,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--dev-match", type=Path, help="fuzzy-match scores of the dev memories")
     ap.add_argument(
+        "--train-memory-sources",
+        type=Path,
+        help="the training memories' own sources (memory/train.source.txt), for the "
+        "memory_source recipe",
+    )
+    ap.add_argument(
+        "--dev-memory-sources", type=Path, help="the dev memories' own sources (memory_source)"
+    )
+    ap.add_argument(
         "--init-generator",
         type=Path,
         help="warm start: continue from this trained generator folder (e.g. the vanilla one)",
@@ -320,6 +331,15 @@ def resolve_settings(args) -> tuple[GeneratorSettings, TrainConfig]:
         raise InputError(f"--label-smoothing must be in [0, 1), got {st.label_smoothing}")
     if args.arch != "vanilla" and not (args.train_memory and args.dev_memory):
         raise InputError(f"the {args.arch} architecture needs --train-memory and --dev-memory")
+    if (
+        st.memory_source
+        and args.arch != "vanilla"
+        and not (args.train_memory_sources and args.dev_memory_sources)
+    ):
+        raise InputError(
+            "memory_source: the generator reads each memory with its own source; give "
+            "--train-memory-sources and --dev-memory-sources (memory/<split>.source.txt)"
+        )
     return st, cfg
 
 
@@ -333,6 +353,9 @@ class Data:
     dev_mem: list[str] | None
     train_sc: list[float] | None
     dev_sc: list[float] | None
+    # the memories' own sources (memory_source), or None
+    train_msrc: list[str] | None = None
+    dev_msrc: list[str] | None = None
 
 
 def load_data(args, st: GeneratorSettings, seed: int) -> Data:
@@ -343,6 +366,8 @@ def load_data(args, st: GeneratorSettings, seed: int) -> Data:
     uses_memory = args.arch != "vanilla"
     train_mem = load_memory(args.train_memory, train_split) if uses_memory else None
     train_sc = read_scores(args.train_match, len(train_split)) if args.train_match else None
+    want_src = uses_memory and st.memory_source
+    train_msrc = read_sources(args.train_memory_sources, len(train_split)) if want_src else None
     shares = {
         "withheld": st.memory_withheld_share,
         "random": st.memory_random_share,
@@ -351,18 +376,20 @@ def load_data(args, st: GeneratorSettings, seed: int) -> Data:
     }
     if uses_memory and any(shares.values()):
         hits = read_hit_ids(args.train_hits, len(train_split)) if args.train_hits else None
-        train_mem, train_sc, counts = mix_training_memory(
-            train_split, train_mem, train_sc, hits, shares, seed
+        train_mem, train_sc, train_msrc, counts = mix_training_memory(
+            train_split, train_mem, train_sc, hits, shares, seed, train_msrc
         )
         LOG.info("training memories: %s", counts)
     dev_mem = load_memory(args.dev_memory, dev) if uses_memory else None
     dev_sc = read_scores(args.dev_match, len(dev)) if args.dev_match else None
+    dev_msrc = read_sources(args.dev_memory_sources, len(dev)) if want_src else None
     if st.dev_max_examples:
         n = st.dev_max_examples
         dev = Split(dev.path, dev.sources[:n], dev.targets[:n], dev.lines[:n])
         dev_mem = dev_mem[:n] if dev_mem else None
         dev_sc = dev_sc[:n] if dev_sc else None
-    return Data(train_split, dev, train_mem, dev_mem, train_sc, dev_sc)
+        dev_msrc = dev_msrc[:n] if dev_msrc else None
+    return Data(train_split, dev, train_mem, dev_mem, train_sc, dev_sc, train_msrc, dev_msrc)
 
 
 def make_eval_fn(gen: Generator, data: Data, st: GeneratorSettings, metric: str):
@@ -438,12 +465,13 @@ def train_generator(args, st: GeneratorSettings, cfg: TrainConfig, data: Data):
         st.max_target_length,
         memory_min_match=st.memory_min_match,
         memory_marker=st.memory_marker,
+        memory_source=st.memory_source,
     )
     seed_everything(cfg.seed)
     gen, init = build_generator(args, st, tok, spec, cfg.seed)
     # every memory the generator reads goes through its recipe (threshold, marker)
-    data.train_mem = gen.memory_view(data.train_mem, data.train_sc)
-    data.dev_mem = gen.memory_view(data.dev_mem, data.dev_sc)
+    data.train_mem = gen.memory_view(data.train_mem, data.train_sc, data.train_msrc)
+    data.dev_mem = gen.memory_view(data.dev_mem, data.dev_sc, data.dev_msrc)
     LOG.info(
         "%s generator: %.2fM parameters, %d training pairs, %d dev pairs",
         args.arch,

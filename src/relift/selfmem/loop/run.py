@@ -211,7 +211,8 @@ def _generate_files(args) -> tuple[list[str], dict[str, dict]]:
 
 def _split_memories(args, gen, files: dict, split: str, sp) -> list[str]:
     """The memory of every input of a split (slot ``--slot`` of its beams, or its memory file)
-    as the generator reads it (its memory recipe, with the fuzzy-match scores)."""
+    as the generator reads it (its memory recipe, with the fuzzy-match scores). A loop memory
+    is the generator's own output for the input, so its source is the input's source."""
     from relift.selfmem.data import load_memory
     from relift.selfmem.match import read_scores as read_match_scores
 
@@ -224,7 +225,7 @@ def _split_memories(args, gen, files: dict, split: str, sp) -> list[str]:
         mems = load_memory(files["memory"][split], sp)
     match = files["match"]
     scores = read_match_scores(match[split], len(sp)) if split in match else None
-    return gen.memory_view(mems, scores)
+    return gen.memory_view(mems, scores, list(sp.sources))
 
 
 def _write_generated(files: dict, split: str, res: list) -> None:
