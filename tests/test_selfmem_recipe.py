@@ -92,7 +92,9 @@ def _train(d: Path, arch: str, name: str, extra=(), steps=2):
     return out
 
 
-def test_marker_and_threshold_identical_at_training_and_inference(task, monkeypatch):
+def spy_memories(monkeypatch) -> dict[str, dict[str, str]]:
+    """What the generator reads: source -> memory as trained on ("train") and as decoded with
+    ("infer"), filled as the generator runs."""
     seen = {"train": {}, "infer": {}}
     real_batch, real_generate = Generator.batch, Generator.generate
 
@@ -107,6 +109,11 @@ def test_marker_and_threshold_identical_at_training_and_inference(task, monkeypa
 
     monkeypatch.setattr(Generator, "batch", spy_batch)
     monkeypatch.setattr(Generator, "generate", spy_generate)
+    return seen
+
+
+def test_marker_and_threshold_identical_at_training_and_inference(task, monkeypatch):
+    seen = spy_memories(monkeypatch)
     recipe = ["--memory-min-match", "0.4", "--memory-marker"]
     out = _train(task, "joint", "marked", recipe, steps=4)
     spec = json.loads((out / "selfmem.json").read_text())
@@ -213,20 +220,7 @@ def test_memory_source_identical_at_training_and_inference(task, monkeypatch):
     n = len(tr)
     (task / "train.msrc").write_text("".join(tr.sources[(i + 1) % n] + "\n" for i in range(n)))
     (task / "dev.msrc").write_text("".join(s + "\n" for s, _ in PAIRS[: len(QUERIES)]))
-    seen = {"train": {}, "infer": {}}
-    real_batch, real_generate = Generator.batch, Generator.generate
-
-    def spy_batch(self, sources, memories, targets=None):
-        if targets is not None:
-            seen["train"].update(zip(sources, memories, strict=True))
-        return real_batch(self, sources, memories, targets)
-
-    def spy_generate(self, sources, memories, *a, **k):
-        seen["infer"].update(zip(sources, memories or [], strict=False))
-        return real_generate(self, sources, memories, *a, **k)
-
-    monkeypatch.setattr(Generator, "batch", spy_batch)
-    monkeypatch.setattr(Generator, "generate", spy_generate)
+    seen = spy_memories(monkeypatch)
     recipe = ["--memory-min-match", "0.4", "--memory-marker", "--memory-source"]
     files = ["--train-memory-sources", str(task / "train.msrc")]
     files += ["--dev-memory-sources", str(task / "dev.msrc")]

@@ -25,7 +25,8 @@ from pathlib import Path
 TM, MEM = Path("results/data/tm"), Path("results/selfmem/tm_ende/memory")
 # every recipe starts from the plain joint generator (each recipe key off), whatever the
 # trainer's defaults (config.yaml's recipe) are; argparse keeps the last value of a flag
-PLAIN = ["--no-memory-marker", "--no-memory-segments", "--memory-min-match", "0"]
+PLAIN = ["--no-memory-marker", "--no-memory-segments", "--no-memory-source"]
+PLAIN += ["--memory-min-match", "0"]
 for _share in ("noise", "withheld", "random", "closest"):
     PLAIN += [f"--memory-{_share}-share", "0"]
 CHOSEN = ["--memory-marker", "--memory-min-match", "0.5", "--memory-noise-share", "0.3"]
@@ -43,6 +44,11 @@ RECIPES = {
     "joint, marker, threshold 0.5, noise 0.3, segments": (
         "joint",
         PLAIN + CHOSEN + ["--memory-segments"],
+    ),
+    "joint, source": ("joint", PLAIN + ["--memory-source"]),
+    "joint, marker, threshold 0.5, noise 0.3, source": (
+        "joint",
+        PLAIN + CHOSEN + ["--memory-source"],
     ),
 }
 
@@ -66,6 +72,9 @@ def run(name, args, out: Path, threads: int) -> dict:
             "--train-hits",
             str(MEM / "train.hits.jsonl"),
         ]
+        if "--memory-source" in extra:  # memory/<split>.source.txt (selfmem_memory_source)
+            cmd += ["--train-memory-sources", str(MEM / "train.source.txt")]
+            cmd += ["--dev-memory-sources", str(MEM / "dev.source.txt")]
         cmd += ["--init-generator", str(args.base), "--max-steps", str(args.steps)]
         cmd += ["--lr", str(args.lr), "--warmup-steps", str(args.warmup)]
         cmd += ["--eval-every", str(args.eval_every), "--seed", str(args.seed)]
