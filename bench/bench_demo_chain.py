@@ -5,11 +5,13 @@ default), against the earlier design, vanilla and joint from scratch side by sid
 
 Reads the results of ``make demo`` (the translation memory, its BM25 memory and match scores,
 the tokenizer and the trained vanilla generator). Four short trainings through the project's
-trainer, one thread each, no dev evaluation, measure seconds per update:
+trainer, no dev evaluation, measure seconds per update:
 
-- side by side (the baseline design): vanilla and joint from scratch at the same time;
+- side by side (the baseline design): vanilla and joint from scratch at the same time, one
+  thread each;
 - one after the other (the embedded default): vanilla alone, then joint warm-started from the
-  demo's vanilla generator alone.
+  demo's vanilla generator alone, each with config.yaml's ``threads`` (a plain ``snakemake``
+  gives each job that many).
 
 It prints the seconds per update of each, and the chain's projected training time at the
 embedded default's budgets (config.yaml: ``generator.max_steps`` for vanilla, and for joint
@@ -33,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TM, MEM = Path("results/data/tm"), Path("results/selfmem/tm_ende/memory")
 
 
-def command(arch: str, steps: int, out: Path, init: Path | None) -> list[str]:
+def command(arch: str, steps: int, out: Path, init: Path | None, threads: int = 1) -> list[str]:
     cmd = [sys.executable, "-m", "relift.selfmem.generator.train", "--arch", arch]
     cmd += ["--train", str(TM / "train.jsonl"), "--dev", str(TM / "dev.jsonl")]
     cmd += ["--tokenizer", "results/selfmem/tm_ende/tokenizer"]
@@ -45,7 +47,7 @@ def command(arch: str, steps: int, out: Path, init: Path | None) -> list[str]:
         str(MEM / "dev.match.txt"),
     ]
     cmd += ["--train-hits", str(MEM / "train.hits.jsonl")]
-    cmd += ["--max-steps", str(steps), "--eval-every", str(10 * steps), "--threads", "1"]
+    cmd += ["--max-steps", str(steps), "--eval-every", str(10 * steps), "--threads", str(threads)]
     cmd += ["--no-progress", "--no-keep-checkpoints", "--work-dir", str(out / "work")]
     cmd += ["--output", str(out / "gen")]
     if init is not None:
@@ -79,7 +81,8 @@ def main() -> None:
         "--vanilla", type=Path, default=Path("results/selfmem/tm_ende/generator/vanilla")
     )
     args = ap.parse_args()
-    gen = yaml.safe_load((ROOT / "config.yaml").read_text())["selfmem"]["generator"]
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    gen, threads = cfg["selfmem"]["generator"], cfg["threads"]
     n_v, n_j, n_cont = gen["max_steps"], gen["max_steps"], gen["warm_start_train"]["max_steps"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -92,10 +95,12 @@ def main() -> None:
             tmp,
         )
         alone = run(
-            {"vanilla_alone": command("vanilla", args.steps, tmp / "vanilla_alone", None)}, tmp
+            {"vanilla_alone": command("vanilla", args.steps, tmp / "vanilla_alone", None, threads)},
+            tmp,
         )
         alone |= run(
-            {"joint_warm": command("joint", args.steps, tmp / "joint_warm", args.vanilla)}, tmp
+            {"joint_warm": command("joint", args.steps, tmp / "joint_warm", args.vanilla, threads)},
+            tmp,
         )
         wall = time.time() - t0
     for name, s in {**side, **alone}.items():
@@ -103,7 +108,10 @@ def main() -> None:
     base = max(n_v * side["vanilla_side"], n_j * side["joint_side"])
     mine = n_v * alone["vanilla_alone"] + n_cont * alone["joint_warm"]
     print(f"baseline, side by side: vanilla {n_v} | joint {n_j} from scratch: {base / 60:.1f} min")
-    print(f"embedded default, chained: vanilla {n_v} then joint +{n_cont}: {mine / 60:.1f} min")
+    print(
+        f"embedded default, chained ({threads} threads): vanilla {n_v} then joint +{n_cont}: "
+        f"{mine / 60:.1f} min"
+    )
     print(f"ratio chained / side by side: {mine / base:.2f}  (measuring runs: {wall:.0f} s)")
 
 
