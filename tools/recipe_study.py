@@ -9,6 +9,8 @@ embedded default's task (results/data/tm, results/selfmem/tm_ende/memory). Dev B
 trainer's greedy dev evaluation (the first 200 dev examples), overall and per band
 (``dev_curve.csv``). The floors, copying the memory and the fuzzy-match switch over the control's
 dev outputs, are computed on the same examples. Dev only: nothing here reads the test split.
+The ``source`` rows read ``memory/{train,dev}.source.txt`` (``python -m relift.selfmem.match
+--sources``, or a run with ``memory_source: true``).
 """
 
 from __future__ import annotations
