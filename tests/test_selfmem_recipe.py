@@ -92,6 +92,20 @@ def _train(d: Path, arch: str, name: str, extra=(), steps=2):
     return out
 
 
+def candidates_args(task: Path, generator: Path, name: str) -> list[str]:
+    """The candidates CLI over the training split with its memories and match scores, one
+    hypothesis per input, into ``<name>.jsonl`` / ``<name>.txt``."""
+    args = ["--generator", str(generator), "--data", str(task / "train.jsonl")]
+    args += ["--memory", str(task / "train.mem"), "--match", str(task / "train.match")]
+    args += ["--num-beams", "2", "--num-return-sequences", "1", "--batch-size", "4"]
+    return args + [
+        "--output-jsonl",
+        str(task / f"{name}.jsonl"),
+        "--output-txt",
+        str(task / f"{name}.txt"),
+    ]
+
+
 def spy_memories(monkeypatch) -> dict[str, dict[str, str]]:
     """What the generator reads: source -> memory as trained on ("train") and as decoded with
     ("infer"), filled as the generator runs."""
@@ -127,10 +141,7 @@ def test_marker_and_threshold_identical_at_training_and_inference(task, monkeypa
         assert seen["train"][s] == ("" if x < 0.4 else f"{marker(x)} {m}")
     # inference (candidates CLI, training-split inputs): the same view for the same example
     seen["infer"].clear()
-    args = ["--generator", str(out), "--data", str(task / "train.jsonl")]
-    args += ["--memory", str(task / "train.mem"), "--match", str(task / "train.match")]
-    args += ["--num-beams", "2", "--num-return-sequences", "1", "--batch-size", "4"]
-    args += ["--output-jsonl", str(task / "c.jsonl"), "--output-txt", str(task / "c.txt")]
+    args = candidates_args(task, out, "c")
     assert run_cli(candidates.main, args) == 0
     assert seen["infer"] == seen["train"]
     # a recipe generator refuses memories without their scores
@@ -240,10 +251,7 @@ def test_memory_source_identical_at_training_and_inference(task, monkeypatch):
     for s, m, ms, x in zip(tr.sources, tr_mem, tr_src, tr_sc, strict=True):
         assert seen["train"][s] == ("" if x < 0.4 else f"{marker(x)} {ms} </s> {m}")
     seen["infer"].clear()
-    args = ["--generator", str(out), "--data", str(task / "train.jsonl")]
-    args += ["--memory", str(task / "train.mem"), "--match", str(task / "train.match")]
-    args += ["--num-beams", "2", "--num-return-sequences", "1", "--batch-size", "4"]
-    args += ["--output-jsonl", str(task / "s.jsonl"), "--output-txt", str(task / "s.txt")]
+    args = candidates_args(task, out, "s")
     assert run_cli(candidates.main, args) != 0  # no --memory-sources: refused
     assert run_cli(candidates.main, [*args, "--memory-sources", str(task / "train.msrc")]) == 0
     assert seen["infer"] == seen["train"]

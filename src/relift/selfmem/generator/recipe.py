@@ -62,7 +62,7 @@ def memory_view(
         if sources is None:
             raise InputError(
                 "this generator reads each memory with its own source (memory_source): it "
-                "needs the memories' sources (--memory-source)"
+                "needs the memories' sources (--memory-sources)"
             )
         if len(sources) != len(memories):
             raise InputError(f"{len(sources)} memory sources for {len(memories)} memories")
